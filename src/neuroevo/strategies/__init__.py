@@ -1,0 +1,34 @@
+"""Ask/tell strategies. All maximise. ``STRATEGIES`` maps config names to classes.
+
+A strategy class has ``name``, a pydantic ``Params`` model (its config keys, extra keys
+forbidden) and ``from_params(params, phenotype=, seed=)``; register new ones with
+``register_strategy``.
+"""
+
+from neuroevo.core.registry import Registry
+from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.ga import GA
+from neuroevo.strategies.openes import OpenES
+from neuroevo.strategies.optim import Optimizer, scheduled_lr
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+
+def register_strategy(cls: type[Strategy], *, aliases: tuple[str, ...] = ()) -> type[Strategy]:
+    """Make ``cls`` available under ``cls.name`` in configs and ``neuroevo list``."""
+    return STRATEGIES.register(cls.name, cls, aliases=aliases)
+
+
+register_strategy(GA, aliases=("deep_ga",))
+register_strategy(OpenES, aliases=("openai_es", "es"))
+
+__all__ = [
+    "GA",
+    "STRATEGIES",
+    "OpenES",
+    "Optimizer",
+    "Strategy",
+    "StrategyParams",
+    "register_strategy",
+    "scheduled_lr",
+]

@@ -1,0 +1,140 @@
+"""The Strategy contract (ask/tell, maximising) and what every strategy shares.
+
+``ask()`` returns a Population; the runtime evaluates it; ``tell(fitness[P])`` updates the
+search distribution. ``state_dict()``/``load_state_dict()`` hold everything needed to
+continue bit-identically (tensors + JSON-able values; the runtime writes them to
+safetensors + JSON). ``best`` is the best member evaluated so far.
+
+Fitness policy: a NaN or infinite fitness counts as the worst finite fitness of that
+generation (``on_nan = "worst"``, the default; the count is in ``last_nan_count`` and in
+metrics) or stops the run (``on_nan = "error"``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from neuroevo.core.errors import FitnessEvaluationError
+from neuroevo.core.types import Best
+
+OnNan = Literal["worst", "error"]
+
+
+class StrategyParams(BaseModel):
+    """Config keys every strategy accepts; each strategy extends this with its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    population_size: int = Field(256, ge=2, description="members per generation")
+    on_nan: OnNan = Field("worst", description="what a NaN/inf fitness means: 'worst' or 'error'")
+
+
+class Strategy(ABC):
+    """Base class: generation counter, fitness validation, NaN policy, best tracking."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, num_params: int, population_size: int, *, seed: int = 0, on_nan: OnNan = "worst"):
+        if on_nan not in ("worst", "error"):
+            raise ValueError(f"on_nan = {on_nan!r}; allowed: worst, error")
+        self.num_params = int(num_params)
+        self.population_size = int(population_size)
+        self.seed = int(seed)
+        self.on_nan = on_nan
+        self.generation = 0
+        self.best: Best | None = None
+        self.last_nan_count = 0
+        self._asked: Any = None
+
+    # -- the contract ---------------------------------------------------------------------
+    def ask(self) -> Any:
+        """The population to evaluate this generation (asking twice returns the same one)."""
+        if self._asked is None:
+            self._asked = self._ask()
+        return self._asked
+
+    def tell(self, fitness: torch.Tensor | list[float]) -> dict[str, float]:
+        """Update from ``fitness[P]`` (higher is better); returns strategy stats for metrics."""
+        if self._asked is None:
+            raise RuntimeError("tell() before ask(): ask for a population, evaluate it, then tell")
+        fitness = self.check_fitness(fitness)
+        best_idx = int(torch.argmax(fitness))
+        best_value = float(fitness[best_idx])
+        if self.best is None or best_value > self.best.fitness:
+            self.best = Best(self.member(self._asked, best_idx), best_value, self.generation)
+        stats = self._tell(self._asked, fitness) or {}
+        self._asked = None
+        self.generation += 1
+        return stats
+
+    def check_fitness(self, fitness: torch.Tensor | list[float]) -> torch.Tensor:
+        """Validate shape and apply the NaN policy; returns a float64 tensor on the CPU."""
+        fitness = torch.as_tensor(fitness).detach().to("cpu", torch.float64).reshape(-1)
+        expected = self.expected_population_size()
+        if fitness.numel() != expected:
+            raise ValueError(f"tell() got {fitness.numel()} fitness values; the population has {expected}")
+        bad = ~torch.isfinite(fitness)
+        self.last_nan_count = int(bad.sum())
+        if self.last_nan_count:
+            if self.on_nan == "error":
+                raise FitnessEvaluationError(
+                    f"generation {self.generation}: {self.last_nan_count} NaN/inf fitness values "
+                    f"(on_nan = 'error'; allowed policies: worst, error)",
+                    generation=self.generation,
+                )
+            finite = fitness[~bad]
+            worst = float(finite.min()) if finite.numel() else 0.0
+            fitness = torch.where(bad, torch.full_like(fitness, worst), fitness)
+        return fitness
+
+    def expected_population_size(self) -> int:
+        return self.population_size
+
+    def member(self, population: Any, index: int) -> Any:
+        """A standalone copy of one member of ``population`` (a row for tensor populations)."""
+        return population[index].detach().clone()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue: nested dicts of tensors and JSON-able values."""
+        best = None
+        if self.best is not None:
+            best = {
+                "params": self.best.params,
+                "fitness": self.best.fitness,
+                "generation": self.best.generation,
+            }
+        return {"name": self.name, "generation": self.generation, "best": best, "state": self._state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name", self.name) != self.name:
+            raise ValueError(f"checkpoint is for strategy {state.get('name')!r}, not {self.name!r}")
+        self.generation = int(state["generation"])
+        best = state.get("best")
+        self.best = (
+            None if best is None else Best(best["params"], float(best["fitness"]), int(best["generation"]))
+        )
+        self._asked = None
+        self._load_state(state["state"])
+
+    # -- what a concrete strategy writes ------------------------------------------------------
+    @abstractmethod
+    def _ask(self) -> Any: ...
+
+    @abstractmethod
+    def _tell(self, population: Any, fitness: torch.Tensor) -> dict[str, float] | None: ...
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, Any]) -> None: ...
+
+    @property
+    def center(self) -> torch.Tensor | None:
+        """The mean of the search distribution, for strategies that have one."""
+        return None

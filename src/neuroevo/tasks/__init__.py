@@ -1,0 +1,46 @@
+"""Fitness: supervised data, user functions (control environments come in tasks.control/gym).
+
+``TASKS`` maps config names to task classes, each with a pydantic ``Params`` model.
+"""
+
+from neuroevo.core.registry import Registry
+from neuroevo.tasks.base import Task, TaskParams
+from neuroevo.tasks.function import FunctionTask, load_callable
+from neuroevo.tasks.supervised import (
+    XOR,
+    BreastCancer,
+    Digits,
+    Iris,
+    Parity,
+    Regression,
+    Sine,
+    SupervisedTask,
+)
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def register_task(cls: type[Task], *, aliases: tuple[str, ...] = ()) -> type[Task]:
+    """Make ``cls`` available under ``cls.name`` in configs and ``neuroevo list``."""
+    return TASKS.register(cls.name, cls, aliases=aliases)
+
+
+for _cls in (XOR, Parity, Sine, Regression, Iris, BreastCancer, Digits, FunctionTask):
+    register_task(_cls)
+
+__all__ = [
+    "TASKS",
+    "XOR",
+    "BreastCancer",
+    "Digits",
+    "FunctionTask",
+    "Iris",
+    "Parity",
+    "Regression",
+    "Sine",
+    "SupervisedTask",
+    "Task",
+    "TaskParams",
+    "load_callable",
+    "register_task",
+]
