@@ -13,8 +13,9 @@ from neuroevo.nn.adapter import ModuleAdapter
 from neuroevo.nn.base import Phenotype
 from neuroevo.nn.init import INITIALIZERS, get_initializer, initializer_names, register_initializer
 from neuroevo.nn.mlp import PopulationMLP
+from neuroevo.nn.networks import NETWORKS, MLPParams, NetworkParams, VectorPhenotype, register_network
 
-PHENOTYPE_LOADERS: dict[str, Any] = {"mlp": PopulationMLP.from_spec}
+PHENOTYPE_LOADERS: dict[str, Any] = {"mlp": PopulationMLP.from_spec, "vector": VectorPhenotype.from_spec}
 
 
 def phenotype_from_spec(spec: dict[str, Any]) -> Phenotype:
@@ -29,6 +30,11 @@ def phenotype_from_spec(spec: dict[str, Any]) -> Phenotype:
 
 __all__ = [
     "ACTIVATIONS",
+    "MLPParams",
+    "NETWORKS",
+    "NetworkParams",
+    "VectorPhenotype",
+    "register_network",
     "INITIALIZERS",
     "ModuleAdapter",
     "PHENOTYPE_LOADERS",

@@ -1,0 +1,158 @@
+"""Network types for configs: ``[network] type = "mlp" | "vector" | ...``.
+
+Each type has a pydantic ``Params`` model (its config keys) and a ``build`` function that
+sizes the phenotype from the task: ``build(params, in_features, out_features,
+default_output_activation) -> Phenotype``. Register more with ``register_network``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from neuroevo.core.errors import ConfigError
+from neuroevo.core.registry import Registry
+from neuroevo.nn.activations import ACTIVATIONS
+from neuroevo.nn.init import INITIALIZERS, get_initializer
+from neuroevo.nn.mlp import PopulationMLP
+
+
+class NetworkParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class NetworkType:
+    name: str
+    Params: type[NetworkParams]
+    build: Callable[..., Any]
+
+
+NETWORKS: Registry[NetworkType] = Registry("network type")
+
+
+def register_network(name: str, params: type[NetworkParams], build: Callable[..., Any]) -> NetworkType:
+    """Make a network type available in configs as ``[network] type = name``."""
+    return NETWORKS.register(name, NetworkType(name, params, build))
+
+
+def _check_activation(value: Any) -> Any:
+    if isinstance(value, str):
+        ACTIVATIONS.canonical(value)
+    elif isinstance(value, list):
+        for item in value:
+            _check_activation(item)
+    return value
+
+
+class MLPParams(NetworkParams):
+    hidden: list[int] = Field(default_factory=lambda: [32], description="hidden layer widths")
+    activation: str | list[str | list[str]] = Field(
+        "tanh", description="one name, one per hidden layer, or per-neuron lists"
+    )
+    output_activation: str | list[str] | None = Field(
+        None, description="default: the task's (sigmoid for binary)"
+    )
+    bias: bool = True
+    init: str | dict[str, Any] = "xavier_uniform"
+    bias_init: str | dict[str, Any] = "zeros"
+
+    @field_validator("activation", "output_activation")
+    @classmethod
+    def _known_activation(cls, value: Any) -> Any:
+        return _check_activation(value)
+
+    @field_validator("init", "bias_init")
+    @classmethod
+    def _known_init(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            INITIALIZERS.canonical(value)
+        else:
+            get_initializer(value)
+        return value
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("every hidden width must be >= 1")
+        return value
+
+
+def build_mlp(
+    params: MLPParams,
+    in_features: int,
+    out_features: int,
+    default_output_activation: str = "identity",
+    **kw: Any,
+) -> PopulationMLP:
+    if in_features < 1 or out_features < 1:
+        raise ConfigError("network.type = 'mlp' needs a task with inputs and outputs; use type = 'vector'")
+    return PopulationMLP(
+        [in_features, *params.hidden, out_features],
+        activation=params.activation,
+        output_activation=params.output_activation or default_output_activation,
+        bias=params.bias,
+        init=params.init,
+        bias_init=params.bias_init,
+        **kw,
+    )
+
+
+class VectorParams(NetworkParams):
+    dimension: int = Field(0, ge=0, description="length of the searched vector; 0 = take it from the task")
+    init_std: float = Field(1.0, ge=0, description="members start at N(0, init_std^2)")
+
+
+class VectorPhenotype:
+    """No network: the member IS the parameter vector (black-box optimisation of f(x))."""
+
+    in_features = out_features = 0
+
+    def __init__(self, dimension: int, init_std: float = 1.0):
+        if dimension < 1:
+            raise ConfigError(f"network.dimension = {dimension}; allowed: >= 1 (or a task that sets it)")
+        self.num_params = int(dimension)
+        self.init_std = init_std
+
+    def init_params(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(self.num_params, generator=generator) * self.init_std
+
+    def forward(self, population: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        return population
+
+    __call__ = forward
+
+    def to_module(self, params: torch.Tensor) -> torch.nn.Module:
+        module = torch.nn.Module()
+        module.register_buffer("params", params.detach().clone())
+        return module
+
+    def named_tensors(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"params": params.detach().contiguous()}
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "vector", "dimension": self.num_params, "init_std": self.init_std}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> VectorPhenotype:
+        return cls(spec["dimension"], spec.get("init_std", 1.0))
+
+
+def build_vector(
+    params: VectorParams,
+    in_features: int = 0,
+    out_features: int = 0,
+    default_output_activation: str = "identity",
+    dimension: int = 0,
+    **kw: Any,
+) -> VectorPhenotype:
+    return VectorPhenotype(params.dimension or dimension, params.init_std)
+
+
+register_network("mlp", MLPParams, build_mlp)
+register_network("vector", VectorParams, build_vector)
