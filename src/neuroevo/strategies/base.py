@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from neuroevo.core.errors import FitnessEvaluationError
-from neuroevo.core.types import Best
+from neuroevo.core.types import Best, Fitness
 
 OnNan = Literal["worst", "error"]
 
@@ -49,6 +49,7 @@ class Strategy(ABC):
         self.generation = 0
         self.best: Best | None = None
         self.last_nan_count = 0
+        self.descriptors: torch.Tensor | None = None
         self._asked: Any = None
 
     # -- the contract ---------------------------------------------------------------------
@@ -58,10 +59,18 @@ class Strategy(ABC):
             self._asked = self._ask()
         return self._asked
 
-    def tell(self, fitness: torch.Tensor | list[float]) -> dict[str, float]:
-        """Update from ``fitness[P]`` (higher is better); returns strategy stats for metrics."""
+    def tell(self, fitness: torch.Tensor | list[float] | Fitness) -> dict[str, float]:
+        """Update from ``fitness[P]`` (higher is better); returns strategy stats for metrics.
+
+        A ``Fitness`` object may be passed instead; its behaviour descriptors are then
+        available to ``_tell`` as ``self.descriptors`` (novelty search).
+        """
         if self._asked is None:
             raise RuntimeError("tell() before ask(): ask for a population, evaluate it, then tell")
+        self.descriptors = None
+        if isinstance(fitness, Fitness):
+            self.descriptors = fitness.descriptors
+            fitness = fitness.values
         fitness = self.check_fitness(fitness)
         best_idx = int(torch.argmax(fitness))
         best_value = float(fitness[best_idx])

@@ -2,7 +2,10 @@
 
 Tasks do not know strategies. ``generation`` lets a task draw per-generation randomness
 (minibatches, episode seeds) from the counter-based key, so a resumed run sees the same
-data; it defaults to 0 for one-off calls. ``validate(phenotype, params)`` scores one
+data; it defaults to 0 for one-off calls. ``stream`` selects an independent set of
+episodes/minibatches for the same generation (stream 0 is the normal evaluation; Deep GA
+re-evaluates elite candidates on streams 1, 2, ...); deterministic tasks ignore it.
+``validate(phenotype, params)`` scores one
 member (the best) on held-out data. ``state_dict``/``load_state_dict`` carry any state a
 task accumulates (observation statistics, archives) into checkpoints.
 """
@@ -33,7 +36,7 @@ class Task(ABC):
     default_output_activation: str = "identity"
 
     @abstractmethod
-    def evaluate(self, phenotype: Any, population: Any, generation: int = 0) -> Fitness:
+    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
         """Fitness of every member (higher is better)."""
 
     def validate(self, phenotype: Any, params: Any) -> dict[str, float]:

@@ -51,7 +51,7 @@ class FunctionTask(Task):
         self.in_features = self.out_features = 0
         self.dimension = dimension
 
-    def evaluate(self, phenotype: Any, population: Any, generation: int = 0) -> Fitness:
+    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
         if self.per_member:
             values = torch.tensor([float(self.fn(row)) for row in population], dtype=torch.float64)
         else:

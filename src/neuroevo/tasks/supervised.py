@@ -96,16 +96,16 @@ class SupervisedTask(Task):
         p = outputs.clamp(1e-7, 1 - 1e-7)
         return (target * p.log() + (1 - target) * (1 - p).log()).mean((-1, -2))
 
-    def _batch(self, generation: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _batch(self, generation: int, stream: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.x_train.shape[0]
         if not self.batch_size or self.batch_size >= n:
             return self.x_train, self.y_train
-        gen = nrandom.member_generator(self.seed, generation, 0, "minibatch")
+        gen = nrandom.member_generator(self.seed, generation, stream, "minibatch")
         idx = torch.randperm(n, generator=gen)[: self.batch_size].to(self.device)
         return self.x_train[idx], self.y_train[idx]
 
-    def evaluate(self, phenotype: Any, population: Any, generation: int = 0) -> Fitness:
-        x, y = self._batch(generation)
+    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
+        x, y = self._batch(generation, stream)
         with torch.no_grad():
             outputs = phenotype.forward(population, x)
             values = self.score(outputs, y, self.metric)
