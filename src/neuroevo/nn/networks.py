@@ -88,8 +88,11 @@ def build_mlp(
     in_features: int,
     out_features: int,
     default_output_activation: str = "identity",
-    **kw: Any,
+    *,
+    dimension: int = 0,
+    device: Any = "cpu",
 ) -> PopulationMLP:
+    """A PopulationMLP sized [in, *hidden, out] from the task (``dimension`` is unused here)."""
     if in_features < 1 or out_features < 1:
         raise ConfigError("network.type = 'mlp' needs a task with inputs and outputs; use type = 'vector'")
     return PopulationMLP(
@@ -99,7 +102,7 @@ def build_mlp(
         bias=params.bias,
         init=params.init,
         bias_init=params.bias_init,
-        **kw,
+        device=device,
     )
 
 

@@ -7,9 +7,13 @@ forbidden) and ``from_params(params, phenotype=, seed=)``; register new ones wit
 
 from neuroevo.core.registry import Registry
 from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.cmaes import CMAES
 from neuroevo.strategies.ga import GA
 from neuroevo.strategies.openes import OpenES
 from neuroevo.strategies.optim import Optimizer, scheduled_lr
+from neuroevo.strategies.pgpe import PGPE
+from neuroevo.strategies.sep_cmaes import SepCMAES
+from neuroevo.strategies.snes import SNES
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
 
@@ -21,8 +25,16 @@ def register_strategy(cls: type[Strategy], *, aliases: tuple[str, ...] = ()) -> 
 
 register_strategy(GA, aliases=("deep_ga",))
 register_strategy(OpenES, aliases=("openai_es", "es"))
+register_strategy(SNES)
+register_strategy(PGPE)
+register_strategy(CMAES, aliases=("cma_es",))
+register_strategy(SepCMAES, aliases=("sep_cma_es",))
 
 __all__ = [
+    "CMAES",
+    "PGPE",
+    "SNES",
+    "SepCMAES",
     "GA",
     "STRATEGIES",
     "OpenES",

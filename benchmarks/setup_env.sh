@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates .bench-venv: neuroevo plus the peers it is measured against (never runtime deps).
+# Versions as in shared/PEER_BASELINES.md. Usage: bash benchmarks/setup_env.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.bench-venv
+PIP="$VENV/bin/python -m pip install -q -c constraints.txt"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+$PIP torch==2.13.0
+$PIP -e .
+$PIP neat-python==2.0.0 evotorch==0.6.1 gymnasium==1.4.0 numpy cma
+$PIP evosax==0.3.2 jax
+# gymnax 1.0.1 declares gymnasium<1.4 but its CartPole works with 1.4.0
+$VENV/bin/python -m pip install -q --no-deps gymnax==1.0.1
+$PIP six chex flax
+$VENV/bin/python -c "import neat, evotorch, evosax, gymnax, cma, jax; print('bench env ready')"

@@ -1,0 +1,203 @@
+"""TOML run configs, validated by pydantic, with one-line errors.
+
+Layout::
+
+    [run]       name, seed, generations, target_fitness, time_budget_s, checkpoint_every, ...
+    [task]      name = "<task>" + that task's keys          (neuroevo list -> tasks)
+    [network]   type = "mlp" | "vector" | ... + its keys     (default type: mlp)
+    [strategy]  name = "<strategy>" + that strategy's keys  (neuroevo list -> strategies)
+
+Any unknown key, wrong type or unknown name raises ``ConfigError`` with one line naming
+the key, the value and what is allowed. ``resolve`` returns the config with every default
+written out; that is what a run stores as its ``config.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from neuroevo.core.errors import ConfigError
+from neuroevo.core.registry import Registry
+from neuroevo.nn import NETWORKS
+from neuroevo.strategies import STRATEGIES
+from neuroevo.tasks import TASKS
+
+
+class RunParams(BaseModel):
+    """The ``[run]`` table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("run", description="default output folder: runs/<name>")
+    seed: int = Field(0, ge=0, description="every random draw derives from it")
+    generations: int | None = Field(100, ge=1, description="stop after this many generations")
+    target_fitness: float | None = Field(None, description="stop once the best fitness reaches it")
+    time_budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
+    checkpoint_every: int = Field(10, ge=1, description="generations between checkpoints")
+    keep_checkpoints: int = Field(3, ge=1)
+    validate_every: int = Field(1, ge=1, description="generations between validations of the best member")
+    device: str = Field("cpu", description="cpu | cuda | cuda:N")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    progress: bool = True
+
+
+class _Sections(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run: RunParams = Field(default_factory=RunParams)
+    task: dict[str, Any]
+    network: dict[str, Any] = Field(default_factory=lambda: {"type": "mlp"})
+    strategy: dict[str, Any]
+
+
+@dataclass
+class Config:
+    """A validated config: run parameters and, per section, its registered name and params model."""
+
+    run: RunParams
+    task_name: str
+    task: BaseModel
+    network_type: str
+    network: BaseModel
+    strategy_name: str
+    strategy: BaseModel
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every key with its value, defaults included (None values left out: TOML has no null)."""
+        return _drop_none(
+            {
+                "run": self.run.model_dump(),
+                "task": {"name": self.task_name, **self.task.model_dump()},
+                "network": {"type": self.network_type, **self.network.model_dump()},
+                "strategy": {"name": self.strategy_name, **self.strategy.model_dump()},
+            }
+        )
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+def _drop_none(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _drop_none(v) for k, v in tree.items() if v is not None}
+    if isinstance(tree, list):
+        return [_drop_none(v) for v in tree]
+    return tree
+
+
+_TYPE_WORDS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
+def _error_line(section: str, exc: ValidationError, model: type[BaseModel] | None) -> str:
+    """One line for the most telling error of ``exc``: key, value, what is allowed."""
+    errors = exc.errors()
+    chosen = next((e for e in errors if e["type"] == "value_error"), errors[0])
+    loc = [
+        str(p)
+        for p in chosen["loc"]
+        if isinstance(p, int) or (str(p).isidentifier() and str(p).lower() not in _TYPE_WORDS)
+    ]
+    key = ".".join([section, *loc]) if section else ".".join(loc)
+    kind = chosen["type"]
+    if kind == "extra_forbidden":
+        allowed = ""
+        if model is not None and len(loc) == 1:
+            allowed = "; allowed keys: " + ", ".join(model.model_fields)
+        return f"{key} = {chosen['input']!r}: unknown key{allowed}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = chosen["msg"].removeprefix("Value error, ")
+    return f"{key} = {chosen['input']!r}: {message}"
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any], section: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_error_line(section, exc, model)) from None
+
+
+def _pick(registry: Registry, section: str, key: str, data: dict[str, Any], default: str | None = None):
+    value = data.pop(key, default)
+    if value is None:
+        raise ConfigError(f"{section}.{key}: required key is missing; allowed: {', '.join(registry.names())}")
+    if not isinstance(value, str) or value not in registry:
+        raise ConfigError(
+            f"{section}.{key} = {value!r}: unknown {registry.kind}; allowed: {', '.join(registry.names())}"
+        )
+    return registry.canonical(value), registry.get(value)
+
+
+def validate_config(data: dict[str, Any]) -> Config:
+    """Check a config dict section by section; raises a one-line ConfigError."""
+    sections = _validate(_Sections, data, "")
+    task_data, net_data, strat_data = dict(sections.task), dict(sections.network), dict(sections.strategy)
+    task_name, task_cls = _pick(TASKS, "task", "name", task_data)
+    net_type, net_entry = _pick(NETWORKS, "network", "type", net_data, "mlp")
+    strat_name, strat_cls = _pick(STRATEGIES, "strategy", "name", strat_data)
+    return Config(
+        run=sections.run,
+        task_name=task_name,
+        task=_validate(task_cls.Params, task_data, "task"),
+        network_type=net_type,
+        network=_validate(net_entry.Params, net_data, "network"),
+        strategy_name=strat_name,
+        strategy=_validate(strat_cls.Params, strat_data, "strategy"),
+    )
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a TOML file; ``overrides`` are ``{"run": {"seed": 3}}``-style patches."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"{section} = {data[section]!r}: must be a table")
+        data[section].update({k: v for k, v in values.items() if v is not None})
+    return validate_config(data)
+
+
+@dataclass
+class Built:
+    """The objects a config describes, ready for ``evolve``."""
+
+    task: Any
+    phenotype: Any
+    strategy: Any
+
+
+def build(config: Config) -> Built:
+    """Instantiate task, phenotype and strategy (in that order: the task sizes the network)."""
+    import torch
+
+    run = config.run
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    device = run.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.device = {device!r}: CUDA is not available here; allowed: cpu")
+    task = TASKS.get(config.task_name)(**config.task.model_dump(), seed=run.seed, device=device)
+    phenotype = NETWORKS.get(config.network_type).build(
+        config.network,
+        task.in_features,
+        task.out_features,
+        task.default_output_activation,
+        dimension=getattr(task, "dimension", 0),
+        device=device,
+    )
+    strategy = STRATEGIES.get(config.strategy_name).from_params(
+        config.strategy, phenotype=phenotype, seed=run.seed, device=device
+    )
+    return Built(task=task, phenotype=phenotype, strategy=strategy)

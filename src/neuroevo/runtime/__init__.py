@@ -1,0 +1,7 @@
+"""Runtime: the evolve loop, executors, run folders and checkpoints."""
+
+from neuroevo.runtime.evolve import EvolutionResult, evolve
+from neuroevo.runtime.executor import Executor, LocalExecutor
+from neuroevo.runtime.rundir import TIMING_FIELDS, RunDir, load_best
+
+__all__ = ["TIMING_FIELDS", "EvolutionResult", "Executor", "LocalExecutor", "RunDir", "evolve", "load_best"]

@@ -1,0 +1,145 @@
+"""A run on disk: ``config.toml``, ``metrics.jsonl``, ``checkpoints/``, ``best/``, ``report/``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from neuroevo.core.errors import ConfigError
+from neuroevo.runtime.storage import atomic_write, atomic_write_text, load_state, save_state
+
+CKPT_RE = re.compile(r"^ckpt-(\d{6,})\.json$")
+# fields of a metrics line that measure wall-clock time (the rest are deterministic)
+TIMING_FIELDS = ("seconds", "elapsed", "evals_per_s", "steps_per_s")
+
+
+class RunDir:
+    """Paths and safe file operations of one run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.toml"
+        self.metrics = self.path / "metrics.jsonl"
+        self.checkpoints = self.path / "checkpoints"
+        self.best = self.path / "best"
+        self.report = self.path / "report"
+
+    # -- creation and checks ------------------------------------------------------------------
+    def create(self, config_text: str, *, overwrite: bool = False) -> None:
+        """Make the folders and write the resolved config; refuses to reuse a run unless ``overwrite``."""
+        if self.is_run() and not overwrite:
+            raise ConfigError(
+                f"--out {self.path}: a run already exists there; allowed: a new folder, "
+                f"`neuroevo resume {self.path}`, or --overwrite"
+            )
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out {self.path}: exists and is not a folder")
+        if overwrite and self.is_run():
+            for child in (self.metrics,):
+                child.unlink(missing_ok=True)
+            for folder in (self.checkpoints, self.best):
+                if folder.exists():
+                    for item in folder.iterdir():
+                        if item.is_file():
+                            item.unlink()
+        for folder in (self.path, self.checkpoints, self.best, self.report):
+            folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, config_text)
+        self.metrics.touch()
+
+    def is_run(self) -> bool:
+        return self.config.is_file() and self.checkpoints.is_dir()
+
+    def require_run(self) -> None:
+        """A one-line ConfigError when the folder does not exist or is not a neuroevo run."""
+        if not self.path.exists():
+            raise ConfigError(f"run folder {self.path} does not exist")
+        if not self.is_run():
+            raise ConfigError(
+                f"{self.path} is not a neuroevo run (no config.toml and checkpoints/); "
+                f"allowed: a folder made by `neuroevo run`"
+            )
+
+    # -- metrics ------------------------------------------------------------------------------
+    def append_metrics(self, line: dict[str, Any]) -> None:
+        with self.metrics.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+            handle.flush()
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        out = []
+        for raw in self.metrics.read_text().splitlines():
+            try:
+                out.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break  # a torn last line from a kill: everything after it is regenerated
+        return out
+
+    def truncate_metrics(self, generation: int) -> list[dict[str, Any]]:
+        """Keep lines of generations < ``generation`` (those a checkpoint covers); returns them."""
+        kept = [m for m in self.read_metrics() if m.get("generation", -1) < generation]
+        atomic_write_text(self.metrics, "".join(json.dumps(m) + "\n" for m in kept))
+        return kept
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_stem(self, generation: int) -> Path:
+        return self.checkpoints / f"ckpt-{generation:06d}"
+
+    def write_checkpoint(self, generation: int, state: dict[str, Any], keep: int = 3) -> None:
+        """Atomically write the checkpoint for ``generation`` and drop all but the newest ``keep``."""
+        with self.metrics.open("a") as handle:  # metrics up to here are durable before the checkpoint is
+            os.fsync(handle.fileno())
+        save_state(self.checkpoint_stem(generation), state, {"generation": generation})
+        for old in self.checkpoint_generations()[:-keep] if keep > 0 else []:
+            for suffix in (".json", ".safetensors"):
+                self.checkpoint_stem(old).with_suffix(suffix).unlink(missing_ok=True)
+
+    def checkpoint_generations(self) -> list[int]:
+        if not self.checkpoints.is_dir():
+            return []
+        gens = [int(m.group(1)) for p in self.checkpoints.iterdir() if (m := CKPT_RE.match(p.name))]
+        return sorted(gens)
+
+    def latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """The newest complete checkpoint (its JSON and tensor file agree), or None."""
+        for generation in reversed(self.checkpoint_generations()):
+            try:
+                state, _ = load_state(self.checkpoint_stem(generation))
+            except (ValueError, OSError, json.JSONDecodeError):
+                continue
+            return generation, state
+        return None
+
+    # -- best network -------------------------------------------------------------------------
+    def write_best(self, phenotype: Any, best: Any, extra: dict[str, Any]) -> None:
+        """``best/params.safetensors`` (flat params + named layers) and ``best/network.json`` (spec)."""
+        tensors: dict[str, torch.Tensor] = {}
+        if isinstance(best.params, torch.Tensor):
+            tensors["params"] = best.params.detach().to("cpu").clone()
+        named = getattr(phenotype, "named_tensors", None)
+        if callable(named):
+            tensors.update({k: v.detach().to("cpu").clone() for k, v in named(best.params).items()})
+        spec = {"network": phenotype.spec(), "fitness": best.fitness, "generation": best.generation, **extra}
+        member_spec = getattr(phenotype, "member_spec", None)
+        if callable(member_spec):
+            spec["member"] = member_spec(best.params)
+        atomic_write(self.best / "params.safetensors", save(tensors))
+        atomic_write_text(self.best / "network.json", json.dumps(spec, indent=1))
+
+
+def load_best(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read ``best/`` (or a run folder) -> (network.json dict, tensors); no run needed."""
+    path = Path(path)
+    if (path / "best").is_dir():
+        path = path / "best"
+    if not (path / "network.json").is_file():
+        raise ConfigError(f"{path} holds no best network (no network.json); run `neuroevo run` first")
+    return json.loads((path / "network.json").read_text()), load_file(str(path / "params.safetensors"))

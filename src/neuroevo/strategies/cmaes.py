@@ -1,0 +1,330 @@
+"""CMA-ES (Hansen, "The CMA Evolution Strategy: A Tutorial", 2016) with IPOP restarts.
+
+The search distribution is ``N(m, sigma^2 C)``. Each generation samples ``z_k ~ N(0, I)``
+keyed by (seed, generation, k), ``y_k = B D z_k`` (``C = B D^2 B^T``) and evaluates
+``x_k = m + sigma y_k``. With the members sorted best first (we maximise):
+
+- weighted recombination: ``<y>_w = sum_{i<=mu} w_i y_i:lambda``, ``m <- m + c_m sigma <y>_w``;
+- cumulative step-size adaptation (CSA):
+  ``p_s <- (1 - c_s) p_s + sqrt(c_s (2 - c_s) mu_eff) C^-1/2 <y>_w``,
+  ``sigma <- sigma exp(c_s / d_s (|p_s| / E|N(0, I)| - 1))``;
+- covariance: the rank-one update from the evolution path
+  ``p_c <- (1 - c_c) p_c + h_s sqrt(c_c (2 - c_c) mu_eff) <y>_w`` and the rank-mu update
+  ``sum_i w_i° y_i y_i^T``, ``C <- (1 + c_1 delta(h_s) - c_1 - c_mu sum w) C + c_1 p_c p_c^T
+  + c_mu sum_i w_i° y_i y_i^T``. With ``active = true`` (the tutorial's default) the worse
+  half gets the tutorial's negative weights, rescaled by ``n / |C^-1/2 y_i|^2``.
+
+All constants (weights, ``mu_eff``, ``c_s``, ``d_s``, ``c_c``, ``c_1``, ``c_mu``) are the
+tutorial's Table 1 defaults for dimension ``n`` and ``lambda = 4 + floor(3 ln n)``. The
+eigendecomposition of ``C`` is refreshed every ``max(1, floor(1 / (10 n (c_1 + c_mu))))``
+generations (the tutorial's lazy update), keeping the cost O(n^2) per generation.
+
+IPOP (Auger & Hansen 2005): when a run stops making progress it is restarted from the
+initial mean and step size with the population multiplied by ``popsize_factor`` (2). A run
+stops when (Hansen 2009, "Benchmarking a BI-population CMA-ES"): the best fitness of the
+last ``10 + ceil(30 n / lambda)`` generations and this generation's fitnesses all lie within
+``tolfun``; ``sigma`` times every ``p_c`` entry and every std is below ``tolx``; the
+condition number of ``C`` exceeds ``tolconditioncov``; adding 0.1 std along a principal
+axis or 0.2 std along a coordinate leaves the mean unchanged (no effect); ``sigma`` grew by
+more than ``tolfacupx``; or the median of the last 20 best and median fitnesses is no
+better than 20 generations a stagnation window ago. The population size therefore changes
+between generations: ``population_size`` (and ``expected_population_size()``) always give
+the size of the next ``ask()``.
+
+The distribution is kept in float64 whatever ``dtype`` the population is handed out in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from neuroevo.core import random as nrandom
+from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+
+InitFn = Callable[[torch.Generator], torch.Tensor]
+F64 = torch.float64
+
+
+class CMAESParams(StrategyParams):
+    population_size: int | None = Field(  # type: ignore[assignment]
+        None, ge=2, description="lambda of the first run; None = 4 + floor(3 ln n)"
+    )
+    sigma: float = Field(0.1, gt=0, description="initial step size sigma_0 (about 1/4 of the search range)")
+    active: bool = Field(True, description="negative weights for the worse half (active CMA)")
+    restarts: int = Field(9, ge=0, description="IPOP restarts allowed (0 = a single run)")
+    popsize_factor: float = Field(2.0, ge=1, description="population multiplier at each restart")
+    tolfun: float = Field(1e-11, ge=0, description="restart when recent fitness values span less")
+    tolx: float = Field(1e-11, ge=0, description="restart when every std (times sigma) is below")
+    tolconditioncov: float = Field(1e14, gt=1, description="restart when cond(C) exceeds")
+    tolfacupx: float = Field(1e3, gt=1, description="restart when sigma * max std grew by this factor")
+    tolstagnation: int | None = Field(
+        None, ge=1, description="generations before stagnation is tested; None = 100 + 100 n^1.5 / lambda"
+    )
+
+
+class CMAES(Strategy):
+    """Full-covariance CMA-ES with active update, CSA, lazy eigendecomposition and IPOP restarts."""
+
+    name = "cmaes"
+    Params = CMAESParams
+
+    def __init__(
+        self,
+        num_params: int,
+        population_size: int | None = None,
+        *,
+        center: torch.Tensor | None = None,
+        init: InitFn | None = None,
+        sigma: float = 0.1,
+        active: bool = True,
+        restarts: int = 9,
+        popsize_factor: float = 2.0,
+        tolfun: float = 1e-11,
+        tolx: float = 1e-11,
+        tolconditioncov: float = 1e14,
+        tolfacupx: float = 1e3,
+        tolstagnation: int | None = None,
+        seed: int = 0,
+        on_nan: OnNan = "worst",
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ):
+        n = int(num_params)
+        lam = population_size or 4 + int(math.floor(3 * math.log(max(1, n))))
+        super().__init__(n, lam, seed=seed, on_nan=on_nan)
+        self.dtype, self.device = dtype, torch.device(device)
+        if center is None:
+            center = init(nrandom.member_generator(seed, 0, 0, "init")) if init else torch.zeros(n)
+        self.x0 = torch.as_tensor(center).reshape(-1).to(F64).cpu().clone()
+        if self.x0.numel() != n:
+            raise ValueError(f"center has {self.x0.numel()} entries; expected {n}")
+        self.sigma0 = float(sigma)
+        self.active = active
+        self.max_restarts, self.popsize_factor = restarts, popsize_factor
+        self.tolfun, self.tolx, self.tolconditioncov = tolfun, tolx, tolconditioncov
+        self.tolfacupx, self.tolstagnation_arg = tolfacupx, tolstagnation
+        self.restarts_done = 0
+        self.last_stop = ""
+        self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
+        self._start(lam)
+
+    @classmethod
+    def from_params(cls, params: CMAESParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> CMAES:
+        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
+        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
+
+    # -- strategy parameters (tutorial, Table 1) ----------------------------------------------
+    def _setup(self, lam: int) -> None:
+        """Weights and learning rates for population size ``lam``."""
+        n = self.num_params
+        self.population_size = lam
+        self.mu = lam // 2
+        raw = math.log((lam + 1) / 2) - torch.log(torch.arange(1, lam + 1, dtype=F64))
+        pos, neg = raw[: self.mu], raw[self.mu :]
+        self.mu_eff = float(pos.sum() ** 2 / (pos**2).sum())
+        alpha_cov = 2.0
+        self.c_c = (4 + self.mu_eff / n) / (n + 4 + 2 * self.mu_eff / n)
+        self.c_s = (self.mu_eff + 2) / (n + self.mu_eff + 5)
+        self.c_1 = alpha_cov / ((n + 1.3) ** 2 + self.mu_eff)
+        self.c_mu = min(
+            1 - self.c_1,
+            alpha_cov * (self.mu_eff - 2 + 1 / self.mu_eff) / ((n + 2) ** 2 + alpha_cov * self.mu_eff / 2),
+        )
+        self._scale_learning_rates()
+        self.d_s = 1 + 2 * max(0.0, math.sqrt((self.mu_eff - 1) / (n + 1)) - 1) + self.c_s
+        weights = torch.zeros(lam, dtype=F64)
+        weights[: self.mu] = pos / pos.sum()
+        if self.active and neg.numel() and float(neg.sum()) < 0:
+            mu_eff_neg = float(neg.sum() ** 2 / (neg**2).sum())
+            alpha_neg = min(
+                1 + self.c_1 / self.c_mu,
+                1 + 2 * mu_eff_neg / (self.mu_eff + 2),
+                (1 - self.c_1 - self.c_mu) / (n * self.c_mu),
+            )
+            weights[self.mu :] = alpha_neg * neg / neg.abs().sum()
+        self.weights = weights
+        self.c_m = 1.0
+        self.eigen_gap = max(1, int(1 / (10 * n * (self.c_1 + self.c_mu))))
+        self.tolstagnation = self.tolstagnation_arg or int(100 + 100 * n**1.5 / lam)
+        self.tolfun_window = 10 + math.ceil(30 * n / lam)
+
+    def _scale_learning_rates(self) -> None:
+        """Hook for sep-CMA-ES, which learns the diagonal faster."""
+
+    # -- covariance representation (full here; diagonal in sep-CMA-ES) ---------------------------
+    def _init_covariance(self) -> None:
+        n = self.num_params
+        self.C = torch.eye(n, dtype=F64)
+        self.B = torch.eye(n, dtype=F64)
+        self.D = torch.ones(n, dtype=F64)
+
+    def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
+        """``y = B D z`` for rows ``z``."""
+        return (z * self.D) @ self.B.T
+
+    def _whiten(self, y: torch.Tensor) -> torch.Tensor:
+        """``C^-1/2 y`` for rows (or one vector) ``y``."""
+        return ((y @ self.B) / self.D) @ self.B.T
+
+    def _update_covariance(
+        self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
+    ) -> None:
+        rank_mu = (y.T * w) @ y
+        self.C.mul_(decay).add_(torch.outer(p_c, p_c), alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
+        if generation - self.eigen_at >= self.eigen_gap:
+            self.eigen_at = generation
+            self.C = torch.triu(self.C) + torch.triu(self.C, 1).T
+            d2, self.B = torch.linalg.eigh(self.C)
+            self.D = d2.clamp_min(1e-300).sqrt()
+
+    def _diag_c(self) -> torch.Tensor:
+        return torch.diagonal(self.C)
+
+    def _axis(self, i: int) -> torch.Tensor:
+        return self.D[i] * self.B[:, i]
+
+    def _covariance_state(self) -> dict[str, Any]:
+        return {"C": self.C, "B": self.B, "D": self.D}
+
+    def _load_covariance(self, state: dict[str, Any]) -> None:
+        self.C, self.B, self.D = (state[k].to(F64).cpu().clone() for k in ("C", "B", "D"))
+
+    # -- one run of IPOP ------------------------------------------------------------------------
+    def _start(self, lam: int) -> None:
+        """Begin a (re)start with population ``lam`` from the initial mean and step size."""
+        self._setup(lam)
+        n = self.num_params
+        self.mean = self.x0.clone()
+        self.sigma = self.sigma0
+        self._init_covariance()
+        self.p_s = torch.zeros(n, dtype=F64)
+        self.p_c = torch.zeros(n, dtype=F64)
+        self.run_generation = 0
+        self.eigen_at = 0
+        self.best_history = torch.zeros(0, dtype=F64)
+        self.median_history = torch.zeros(0, dtype=F64)
+        self._y: torch.Tensor | None = None
+
+    @property
+    def center(self) -> torch.Tensor:
+        return self.mean.to(self.dtype).to(self.device)
+
+    @property
+    def condition_number(self) -> float:
+        return float((self.D.max() / self.D.min()) ** 2)
+
+    def _ask(self) -> torch.Tensor:
+        z = nrandom.population_normal(
+            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=F64
+        )
+        self._y = self._sample_y(z)
+        return (self.mean + self.sigma * self._y).to(self.dtype).to(self.device)
+
+    def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
+        n, y = self.num_params, self._y
+        order = torch.argsort(fitness, descending=True, stable=True)
+        y = y[order]
+        w = self.weights
+        y_w = w[: self.mu] @ y[: self.mu]
+        self.mean = self.mean + self.c_m * self.sigma * y_w
+        self.run_generation += 1
+        cs, cc = self.c_s, self.c_c
+        self.p_s = (1 - cs) * self.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten(y_w)
+        ps_norm = float(self.p_s.norm())
+        h_s = (
+            ps_norm / math.sqrt(1 - (1 - cs) ** (2 * self.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
+        )
+        self.p_c = (1 - cc) * self.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
+        w_circ = w.clone()
+        worse = w < 0
+        if bool(worse.any()):
+            w_circ[worse] *= n / (self._whiten(y[worse]) ** 2).sum(-1).clamp_min(1e-300)
+        delta = 0.0 if h_s else cc * (2 - cc)
+        decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * float(w.sum())
+        self._update_covariance(decay, self.p_c, y, w_circ, self.run_generation)
+        self.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
+        self._y = None
+        sorted_f = fitness[order]
+        self.best_history = torch.cat([self.best_history, sorted_f[:1]])[-self._history_cap() :]
+        self.median_history = torch.cat([self.median_history, sorted_f.median().reshape(1)])[
+            -self._history_cap() :
+        ]
+        stats = {"sigma": self.sigma, "condition": self.condition_number, "population_size": y.shape[0]}
+        reason = self._stop_reason(fitness)
+        if reason and self.restarts_done < self.max_restarts:
+            self.restarts_done += 1
+            self.last_stop = reason
+            self._start(int(round(self.population_size * self.popsize_factor)))
+        stats["restarts"] = self.restarts_done
+        return stats
+
+    # -- termination criteria that trigger a restart ------------------------------------------
+    def _history_cap(self) -> int:
+        return max(self.tolfun_window, self.tolstagnation + 1, 40)
+
+    def _stop_reason(self, fitness: torch.Tensor) -> str:
+        """The name of the first satisfied stopping criterion of this run, or ''."""
+        sigma, mean = self.sigma, self.mean
+        std = sigma * self._diag_c().sqrt()
+        hist = self.best_history
+        if hist.numel() >= self.tolfun_window:
+            recent = torch.cat([hist[-self.tolfun_window :], fitness])
+            if float(recent.max() - recent.min()) < self.tolfun:
+                return "tolfun"
+        if bool((std < self.tolx).all()) and bool((sigma * self.p_c.abs() < self.tolx).all()):
+            return "tolx"
+        if self.condition_number > self.tolconditioncov:
+            return "conditioncov"
+        i = self.run_generation % self.num_params
+        if bool((mean == mean + 0.1 * sigma * self._axis(i)).all()):
+            return "noeffectaxis"
+        if bool((mean == mean + 0.2 * std).any()):
+            return "noeffectcoord"
+        if float(std.max()) > self.tolfacupx * self.sigma0:
+            return "tolfacupx"
+        g = self.run_generation
+        if g > self.tolstagnation and self.best_history.numel() > self.tolstagnation:
+            span = min(self.best_history.numel(), max(self.tolstagnation, int(0.3 * g)))
+            for h in (self.best_history[-span:], self.median_history[-span:]):
+                if float(h[-20:].median()) <= float(h[:20].median()):
+                    return "stagnation"
+        return ""
+
+    # -- checkpoint -------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "population_size": self.population_size,
+            "x0": self.x0,
+            "mean": self.mean,
+            "sigma": self.sigma,
+            "p_s": self.p_s,
+            "p_c": self.p_c,
+            "covariance": self._covariance_state(),
+            "run_generation": self.run_generation,
+            "eigen_at": self.eigen_at,
+            "restarts_done": self.restarts_done,
+            "last_stop": self.last_stop,
+            "best_history": self.best_history,
+            "median_history": self.median_history,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self._setup(int(state["population_size"]))
+        self.x0 = state["x0"].to(F64).cpu().clone()
+        self.mean = state["mean"].to(F64).cpu().clone()
+        self.sigma = float(state["sigma"])
+        self.p_s = state["p_s"].to(F64).cpu().clone()
+        self.p_c = state["p_c"].to(F64).cpu().clone()
+        self._load_covariance(state["covariance"])
+        self.run_generation = int(state["run_generation"])
+        self.eigen_at = int(state["eigen_at"])
+        self.restarts_done = int(state["restarts_done"])
+        self.last_stop = str(state["last_stop"])
+        self.best_history = state["best_history"].to(F64).cpu().clone()
+        self.median_history = state["median_history"].to(F64).cpu().clone()
+        self._y = None

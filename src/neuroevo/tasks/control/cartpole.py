@@ -1,0 +1,63 @@
+"""CartPole-v1 (Barto, Sutton & Anderson 1983) as in Gymnasium 1.x, batched.
+
+State ``(x, x_dot, theta, theta_dot)``; Euler integration with ``tau = 0.02``; reward +1 on
+every step including the terminating one; terminates when ``|x| > 2.4`` or
+``|theta| > 12 deg``; truncated after 500 steps. Reset draws every state entry from
+U(-0.05, 0.05).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from neuroevo.tasks.control.base import BatchedEnv, uniform
+
+GRAVITY = 9.8
+MASSCART = 1.0
+MASSPOLE = 0.1
+TOTAL_MASS = MASSPOLE + MASSCART
+LENGTH = 0.5  # half the pole's length
+POLEMASS_LENGTH = MASSPOLE * LENGTH
+FORCE_MAG = 10.0
+TAU = 0.02
+THETA_THRESHOLD = 12 * 2 * math.pi / 360
+X_THRESHOLD = 2.4
+
+
+class CartPole(BatchedEnv):
+    """CartPole-v1: Discrete(2) actions (0 = push left, 1 = push right), 4 observations."""
+
+    id = "CartPole-v1"
+    max_episode_steps = 500
+    state_dim = 4
+    obs_dim = 4
+    num_actions = 2
+
+    def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return uniform(n, [-0.05] * 4, [0.05] * 4, generator)
+
+    def _observe(self, state: torch.Tensor) -> torch.Tensor:
+        return state.clone()
+
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+        x, x_dot, theta, theta_dot = state.unbind(1)
+        force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(state.dtype)
+        costheta = torch.cos(theta)
+        sintheta = torch.sin(theta)
+        temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
+        thetaacc = (GRAVITY * sintheta - costheta * temp) / (
+            LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS)
+        )
+        xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
+        x = x + TAU * x_dot
+        x_dot = x_dot + TAU * xacc
+        theta = theta + TAU * theta_dot
+        theta_dot = theta_dot + TAU * thetaacc
+        new_state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
+        terminated = (
+            (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
+        )
+        reward = torch.ones_like(x)
+        return new_state, reward, terminated
