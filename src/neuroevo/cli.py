@@ -144,7 +144,7 @@ def best(
     ] = None,
 ) -> None:
     """Show the best network of a run, or export it as a module or safetensors weights."""
-    from neuroevo.runtime.export import export_best, describe_best
+    from neuroevo.runtime.export import describe_best, export_best
 
     if export is None:
         _echo(describe_best(run_dir))
