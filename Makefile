@@ -6,11 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -c constraints.txt
 
-.PHONY: run test venv dev lint bench clean
+.PHONY: run test venv dev lint bench bench-env clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip >/dev/null
 	$(PIP) torch==2.13.0
 	$(PIP) -e .
 	touch $@
@@ -23,14 +22,20 @@ venv: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
 run: $(VENV)/.installed
-	$(VENV)/bin/neuroevo run examples/xor_ga.toml --out runs/xor_ga
+	$(VENV)/bin/neuroevo run examples/xor_ga.toml --out runs/xor_ga --overwrite
+	$(VENV)/bin/neuroevo best runs/xor_ga
 
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q -m "not slow"
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q --durations=15
 
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check src tests benchmarks examples
+
+bench-env:
+	bash benchmarks/setup_env.sh
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/population_forward.py
 
 clean:
 	rm -rf $(VENV) runs

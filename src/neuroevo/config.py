@@ -15,6 +15,7 @@ written out; that is what a run stores as its ``config.toml``.
 from __future__ import annotations
 
 import tomllib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,13 +108,24 @@ def _error_line(section: str, exc: ValidationError, model: type[BaseModel] | Non
     kind = chosen["type"]
     if kind == "extra_forbidden":
         allowed = ""
-        if model is not None and len(loc) == 1:
-            allowed = "; allowed keys: " + ", ".join(model.model_fields)
+        owner = _model_at(model, loc[:-1])
+        if owner is not None:
+            allowed = "; allowed keys: " + ", ".join(owner.model_fields)
         return f"{key} = {chosen['input']!r}: unknown key{allowed}"
     if kind == "missing":
         return f"{key}: required key is missing"
     message = chosen["msg"].removeprefix("Value error, ")
     return f"{key} = {chosen['input']!r}: {message}"
+
+
+def _model_at(model: type[BaseModel] | None, path: list[str]) -> type[BaseModel] | None:
+    """The nested pydantic model that owns the key at ``path`` (None if it is not a model)."""
+    for part in path:
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return model
 
 
 def _validate(model: type[BaseModel], data: dict[str, Any], section: str) -> BaseModel:
@@ -169,6 +181,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     return validate_config(data)
 
 
+@contextmanager
+def _section(name: str):
+    """Turn a constructor's cross-field ValueError into a one-line ConfigError naming the section."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
 @dataclass
 class Built:
     """The objects a config describes, ready for ``evolve``."""
@@ -188,16 +211,19 @@ def build(config: Config) -> Built:
     device = run.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"run.device = {device!r}: CUDA is not available here; allowed: cpu")
-    task = TASKS.get(config.task_name)(**config.task.model_dump(), seed=run.seed, device=device)
-    phenotype = NETWORKS.get(config.network_type).build(
-        config.network,
-        task.in_features,
-        task.out_features,
-        task.default_output_activation,
-        dimension=getattr(task, "dimension", 0),
-        device=device,
-    )
-    strategy = STRATEGIES.get(config.strategy_name).from_params(
-        config.strategy, phenotype=phenotype, seed=run.seed, device=device
-    )
+    with _section("task"):
+        task = TASKS.get(config.task_name)(**config.task.model_dump(), seed=run.seed, device=device)
+    with _section("network"):
+        phenotype = NETWORKS.get(config.network_type).build(
+            config.network,
+            task.in_features,
+            task.out_features,
+            task.default_output_activation,
+            dimension=getattr(task, "dimension", 0),
+            device=device,
+        )
+    with _section("strategy"):
+        strategy = STRATEGIES.get(config.strategy_name).from_params(
+            config.strategy, phenotype=phenotype, seed=run.seed, device=device
+        )
     return Built(task=task, phenotype=phenotype, strategy=strategy)

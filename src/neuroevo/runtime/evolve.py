@@ -82,6 +82,8 @@ def evolve(
     elapsed_before = 0.0
     metrics: list[dict[str, Any]] = []
     validation: dict[str, float] = {}
+    if run is not None and not resume:
+        run.prepare()
     if resume:
         if run is None:
             raise ValueError("resume=True needs run_dir")

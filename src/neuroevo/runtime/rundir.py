@@ -53,6 +53,16 @@ class RunDir:
         atomic_write_text(self.config, config_text)
         self.metrics.touch()
 
+    def prepare(self) -> None:
+        """Folders for a run started from Python (no config.toml); refuses to overwrite checkpoints."""
+        if self.checkpoint_generations():
+            raise ConfigError(f"{self.path} already holds checkpoints; allowed: resume=True or a new folder")
+        for folder in (self.path, self.checkpoints, self.best, self.report):
+            folder.mkdir(parents=True, exist_ok=True)
+        if self.metrics.exists() and self.metrics.stat().st_size:
+            self.truncate_metrics(0)
+        self.metrics.touch()
+
     def is_run(self) -> bool:
         return self.config.is_file() and self.checkpoints.is_dir()
 
@@ -124,10 +134,14 @@ class RunDir:
         tensors: dict[str, torch.Tensor] = {}
         if isinstance(best.params, torch.Tensor):
             tensors["params"] = best.params.detach().to("cpu").clone()
-        named = getattr(phenotype, "named_tensors", None)
+        named = getattr(phenotype, "named_tensors", None) if phenotype is not None else None
         if callable(named):
             tensors.update({k: v.detach().to("cpu").clone() for k, v in named(best.params).items()})
-        spec = {"network": phenotype.spec(), "fitness": best.fitness, "generation": best.generation, **extra}
+        if phenotype is None:  # a plain vector optimised by a user function
+            network = {"type": "vector", "dimension": int(best.params.numel())}
+        else:
+            network = phenotype.spec()
+        spec = {"network": network, "fitness": best.fitness, "generation": best.generation, **extra}
         member_spec = getattr(phenotype, "member_spec", None)
         if callable(member_spec):
             spec["member"] = member_spec(best.params)

@@ -127,4 +127,4 @@ class GA(Strategy):
         return {"population": self.population}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.population = state["population"].to(self.dtype).to(self.device)
+        self.population = state["population"].to(self.dtype).to(self.device).clone()

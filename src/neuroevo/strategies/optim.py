@@ -71,6 +71,6 @@ class Optimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.t = int(state["t"])
-        self.m = state["m"].to(self.m)
+        self.m = state["m"].to(self.m).clone()  # never share buffers that are updated in place
         if self.v is not None:
-            self.v = state["v"].to(self.v)
+            self.v = state["v"].to(self.v).clone()

@@ -1,0 +1,48 @@
+import torch
+
+from neuroevo.core import centered_rank, derive_key, population_normal
+from neuroevo.core import random as nrandom
+from neuroevo.core.registry import Registry
+from neuroevo.core.errors import ConfigError
+import pytest
+
+
+def test_keys_differ_per_field_and_are_stable():
+    keys = {derive_key(0, 0, 0, "noise"), derive_key(1, 0, 0, "noise"), derive_key(0, 1, 0, "noise"),
+            derive_key(0, 0, 1, "noise"), derive_key(0, 0, 0, "init")}
+    assert len(keys) == 5
+    assert derive_key(7, 3, 2, "noise") == derive_key(7, 3, 2, "noise")
+    assert all(0 <= k < 2**63 for k in keys)
+
+
+def test_any_member_noise_regenerates_alone():
+    block = population_normal(range(6), (3, 4), seed=5, generation=2, purpose="noise")
+    alone = nrandom.normal((3, 4), seed=5, generation=2, member=4, purpose="noise")
+    assert torch.equal(block[4], alone)
+    again = population_normal([4, 1], (3, 4), seed=5, generation=2, purpose="noise")
+    assert torch.equal(again[0], block[4]) and torch.equal(again[1], block[1])
+    assert not torch.equal(block[0], block[1])
+
+
+def test_noise_does_not_touch_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    population_normal(4, 10, seed=1, generation=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_centered_rank_range_and_order():
+    f = torch.tensor([3.0, -1.0, 10.0, 0.5])
+    r = centered_rank(f)
+    assert torch.allclose(r, torch.tensor([1 / 6, -0.5, 0.5, -1 / 6]))
+
+
+def test_registry_errors_list_allowed():
+    reg: Registry[int] = Registry("thing")
+    reg.register("a", 1, aliases=("alpha",))
+    assert reg.get("ALPHA") == 1
+    with pytest.raises(ConfigError, match="unknown thing 'b'; allowed: a"):
+        reg.get("b")
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.register("a", 2)
