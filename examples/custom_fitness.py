@@ -14,7 +14,6 @@ from neuroevo.runtime import evolve
 from neuroevo.strategies import OpenES
 from neuroevo.tasks import FunctionTask
 
-
 points, labels = make_moons(n_samples=400, noise=0.1, random_state=0)
 x, y = torch.tensor(points, dtype=torch.float32), torch.tensor(labels)
 net = PopulationMLP([2, 16, 2], activation=[["tanh"] * 8 + ["sin"] * 8])  # per-neuron activations
@@ -26,6 +25,9 @@ def accuracy(population: torch.Tensor) -> torch.Tensor:
 
 
 strategy = OpenES(net.num_params, population_size=128, init=net.init_params, sigma=0.1, lr=0.05, seed=0)
-result = evolve(strategy, net, FunctionTask(accuracy, maximize=True), generations=200, target_fitness=0.98,
-                progress=True)
-print(f"best accuracy {result.best.fitness:.3f} after {result.generations} generations ({result.stop_reason})")
+result = evolve(
+    strategy, net, FunctionTask(accuracy, maximize=True), generations=200, target_fitness=0.98, progress=True
+)
+print(
+    f"best accuracy {result.best.fitness:.3f} after {result.generations} generations ({result.stop_reason})"
+)

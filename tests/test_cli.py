@@ -34,21 +34,28 @@ mutation_power = 0.1
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "neuroevo", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "neuroevo", *map(str, args)], capture_output=True, text=True, cwd=cwd
+    )
 
 
 @pytest.mark.parametrize(
     "patch, expected",
     [
-        (("[strategy]", "[strategy]\nmutation_strenght = 0.1"), "strategy.mutation_strenght = 0.1: unknown key"),
+        (
+            ("[strategy]", "[strategy]\nmutation_strenght = 0.1"),
+            "strategy.mutation_strenght = 0.1: unknown key",
+        ),
         (("population_size = 50", 'population_size = "many"'), "strategy.population_size = 'many'"),
         (('activation = "tanh"', 'activation = "tanhh"'), "unknown activation 'tanhh'; allowed:"),
         (("[network]", '[network]\ninit = "glorot_wide"'), "unknown initialiser 'glorot_wide'; allowed:"),
         (('name = "ga"', 'name = "gaa"'), "strategy.name = 'gaa': unknown strategy; allowed:"),
         (('name = "xor"', 'name = "xorr"'), "task.name = 'xorr': unknown task; allowed:"),
         (("[run]", "[run]\nseeed = 2"), "run.seeed = 2: unknown key; allowed keys: name, seed"),
-        (("generations = 8", "generations = 0"), "run.generations = 0: Input should be greater than or equal to 1"),
+        (
+            ("generations = 8", "generations = 0"),
+            "run.generations = 0: Input should be greater than or equal to 1",
+        ),
         (("[strategy]", "[strategy]\non_nan = 'ignore'"), "strategy.on_nan = 'ignore'"),
         (("truncation = 10", "truncation = 70"), "truncation = 70; allowed: 1..population_size (50)"),
     ],
@@ -68,7 +75,10 @@ def test_cli_process_errors_have_no_traceback(tmp_path):
     done = _cli("run", tmp_path / "missing.toml")
     assert done.returncode == 2 and "does not exist" in done.stderr and "Traceback" not in done.stderr
     done = _cli("resume", tmp_path / "nowhere")
-    assert done.returncode == 2 and done.stderr.strip() == f"error: run folder {tmp_path / 'nowhere'} does not exist"
+    assert (
+        done.returncode == 2
+        and done.stderr.strip() == f"error: run folder {tmp_path / 'nowhere'} does not exist"
+    )
     (tmp_path / "plain").mkdir()
     done = _cli("resume", tmp_path / "plain")
     assert done.returncode == 2 and "is not a neuroevo run" in done.stderr
@@ -111,8 +121,17 @@ def test_run_resume_best_export(tmp_path, capsys):
 def test_list_shows_builtins(capsys):
     assert main(["list"]) == 0
     text = capsys.readouterr().out
-    for word in ("strategies:", "ga", "openes", "tasks:", "digits", "activations:", "snake", "initialisers:",
-                 "orthogonal"):
+    for word in (
+        "strategies:",
+        "ga",
+        "openes",
+        "tasks:",
+        "digits",
+        "activations:",
+        "snake",
+        "initialisers:",
+        "orthogonal",
+    ):
         assert word in text
 
 
@@ -131,7 +150,10 @@ def test_digits_example_reaches_90_percent(tmp_path):
 
 
 def test_custom_fitness_example_runs():
-    done = subprocess.run([sys.executable, str(ROOT / "examples/custom_fitness.py")], capture_output=True,
-                          text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples/custom_fitness.py")], capture_output=True, text=True, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
-    assert "best accuracy 0.98" in done.stdout or "best accuracy 0.99" in done.stdout or "1.000" in done.stdout
+    assert (
+        "best accuracy 0.98" in done.stdout or "best accuracy 0.99" in done.stdout or "1.000" in done.stdout
+    )

@@ -1,15 +1,20 @@
+import pytest
 import torch
 
 from neuroevo.core import centered_rank, derive_key, population_normal
 from neuroevo.core import random as nrandom
-from neuroevo.core.registry import Registry
 from neuroevo.core.errors import ConfigError
-import pytest
+from neuroevo.core.registry import Registry
 
 
 def test_keys_differ_per_field_and_are_stable():
-    keys = {derive_key(0, 0, 0, "noise"), derive_key(1, 0, 0, "noise"), derive_key(0, 1, 0, "noise"),
-            derive_key(0, 0, 1, "noise"), derive_key(0, 0, 0, "init")}
+    keys = {
+        derive_key(0, 0, 0, "noise"),
+        derive_key(1, 0, 0, "noise"),
+        derive_key(0, 1, 0, "noise"),
+        derive_key(0, 0, 1, "noise"),
+        derive_key(0, 0, 0, "init"),
+    }
     assert len(keys) == 5
     assert derive_key(7, 3, 2, "noise") == derive_key(7, 3, 2, "noise")
     assert all(0 <= k < 2**63 for k in keys)

@@ -15,9 +15,33 @@ from neuroevo.nn import (
 )
 
 REQUIRED = [
-    "identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish",
-    "softplus", "softsign", "sin", "cos", "gauss", "abs", "square", "cube", "step", "hard_tanh", "relu2",
-    "snake", "inv", "log", "exp", "clamped",
+    "identity",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "gelu",
+    "silu",
+    "swish",
+    "mish",
+    "softplus",
+    "softsign",
+    "sin",
+    "cos",
+    "gauss",
+    "abs",
+    "square",
+    "cube",
+    "step",
+    "hard_tanh",
+    "relu2",
+    "snake",
+    "inv",
+    "log",
+    "exp",
+    "clamped",
 ]
 
 
@@ -81,10 +105,16 @@ def _reference(mlp: PopulationMLP, params: torch.Tensor, x: torch.Tensor) -> tor
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_population_forward_matches_member_loop(bias):
-    mlp = PopulationMLP([3, 5, 4, 2], activation=[["relu", "tanh", "sin", "gauss", "relu2"], "snake"],
-                        output_activation=["identity", "sigmoid"], bias=bias)
+    mlp = PopulationMLP(
+        [3, 5, 4, 2],
+        activation=[["relu", "tanh", "sin", "gauss", "relu2"], "snake"],
+        output_activation=["identity", "sigmoid"],
+        bias=bias,
+    )
     g = torch.Generator().manual_seed(1)
-    params = torch.stack([mlp.init_params(g) for _ in range(6)]) + 0.1 * torch.randn(6, mlp.num_params, generator=g)
+    params = torch.stack([mlp.init_params(g) for _ in range(6)]) + 0.1 * torch.randn(
+        6, mlp.num_params, generator=g
+    )
     shared = torch.randn(7, 3, generator=g)
     per_member = torch.randn(6, 7, 3, generator=g)
     for x in (shared, per_member):

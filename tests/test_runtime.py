@@ -40,7 +40,9 @@ def test_stops_on_generations_target_time_and_callback(tmp_path):
     res = evolve(ga(), mlp, task, time_budget=0.3)
     assert res.stop_reason == "time_budget" and res.generations >= 1
     seen = []
-    res = evolve(ga(), mlp, task, generations=50, callbacks=[lambda line, s: seen.append(line) or len(seen) == 3])
+    res = evolve(
+        ga(), mlp, task, generations=50, callbacks=[lambda line, s: seen.append(line) or len(seen) == 3]
+    )
     assert res.stop_reason == "callback" and res.generations == 3
     with pytest.raises(ValueError, match="stop condition"):
         evolve(ga(), mlp, task)
@@ -52,8 +54,19 @@ def test_run_folder_contents(tmp_path):
     run = RunDir(tmp_path / "run")
     lines = run.read_metrics()
     assert [m["generation"] for m in lines] == list(range(6))
-    for key in ("best", "mean", "std", "best_ever", "evaluations", "seconds", "evals_per_s", "nan_count",
-                "val_accuracy", "sigma", "lr"):
+    for key in (
+        "best",
+        "mean",
+        "std",
+        "best_ever",
+        "evaluations",
+        "seconds",
+        "evals_per_s",
+        "nan_count",
+        "val_accuracy",
+        "sigma",
+        "lr",
+    ):
         assert key in lines[-1]
     assert run.checkpoint_generations() == [4, 6]
     spec = json.loads((run.best / "network.json").read_text())
@@ -70,7 +83,9 @@ def test_resumed_run_is_identical_to_uninterrupted(tmp_path):
     es, mlp, task = _digits_setup()
     evolve(es, mlp, task, generations=7, run_dir=tmp_path / "part", checkpoint_every=5)
     es, mlp, task = _digits_setup()  # fresh objects, as a new process would have
-    resumed = evolve(es, mlp, task, generations=12, run_dir=tmp_path / "part", checkpoint_every=5, resume=True)
+    resumed = evolve(
+        es, mlp, task, generations=12, run_dir=tmp_path / "part", checkpoint_every=5, resume=True
+    )
     assert _deterministic(RunDir(tmp_path / "full").read_metrics()) == _deterministic(
         RunDir(tmp_path / "part").read_metrics()
     )
@@ -93,7 +108,9 @@ def test_raising_fitness_names_generation_and_keeps_checkpoint(tmp_path):
         return OpenES(5, 10, center=torch.ones(5), sigma=0.1, lr=0.05, seed=1)
 
     task = FunctionTask(flaky, maximize=True)
-    with pytest.raises(FitnessEvaluationError, match="generation 7: fitness evaluation raised ValueError: simulator"):
+    with pytest.raises(
+        FitnessEvaluationError, match="generation 7: fitness evaluation raised ValueError: simulator"
+    ):
         evolve(make(), None, task, generations=20, run_dir=tmp_path / "r", checkpoint_every=5)
     run = RunDir(tmp_path / "r")
     assert run.checkpoint_generations() == [5]
@@ -165,15 +182,22 @@ def test_sigkill_during_checkpoint_write_then_resume_is_identical(tmp_path, dies
     config.write_text(CONFIG)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     cli = [sys.executable, "-m", "neuroevo"]
-    done = subprocess.run([*cli, "run", str(config), "--out", str(tmp_path / "full")], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [*cli, "run", str(config), "--out", str(tmp_path / "full")], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
-    killed = subprocess.run([sys.executable, "-c", KILLER, dies_in, "run", str(config), "--out",
-                             str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, dies_in, "run", str(config), "--out", str(tmp_path / "killed")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9
     run = RunDir(tmp_path / "killed")
     assert run.latest_checkpoint()[0] == 6  # the torn checkpoint 9 is not used
-    resumed = subprocess.run([*cli, "resume", str(tmp_path / "killed")], env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*cli, "resume", str(tmp_path / "killed")], env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     full, again = RunDir(tmp_path / "full"), RunDir(tmp_path / "killed")
     assert _deterministic(full.read_metrics()) == _deterministic(again.read_metrics())

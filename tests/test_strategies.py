@@ -20,8 +20,16 @@ def _run(strategy, task, phenotype, generations):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ga_solves_xor(seed):
     task, mlp = XOR(), PopulationMLP([2, 4, 1], "tanh", "sigmoid")
-    ga = GA(mlp.num_params, 200, init=mlp.init_params, truncation=20, elites=2, mutation_power=0.1,
-            crossover_prob=0.2, seed=seed)
+    ga = GA(
+        mlp.num_params,
+        200,
+        init=mlp.init_params,
+        truncation=20,
+        elites=2,
+        mutation_power=0.1,
+        crossover_prob=0.2,
+        seed=seed,
+    )
     _run(ga, task, mlp, 150)
     assert task.validate(mlp, ga.best.params)["train_accuracy"] == 1.0
     assert ga.best.fitness > -0.01
@@ -48,8 +56,9 @@ def test_openes_is_antithetic_and_regenerable():
 def test_openes_gradient_points_uphill():
     """On f(x) = -|x - t|^2 with SGD and no momentum, one step moves the centre toward t."""
     target = torch.tensor([1.0, -2.0, 0.5])
-    es = OpenES(3, 200, center=torch.zeros(3), sigma=0.1, lr=0.1, optimizer="sgd", momentum=0.0,
-                shaping="raw", seed=0)
+    es = OpenES(
+        3, 200, center=torch.zeros(3), sigma=0.1, lr=0.1, optimizer="sgd", momentum=0.0, shaping="raw", seed=0
+    )
     pop = es.ask()
     es.tell(-((pop - target) ** 2).sum(1))
     cos = torch.nn.functional.cosine_similarity(es.center, target, dim=0)
@@ -78,11 +87,15 @@ def test_nan_policy_worst_counts_and_error_raises():
         strict.tell(torch.tensor([1.0, float("nan"), 3.0, 0.0, 0.5, 2.0]))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: GA(6, 12, truncation=4, elites=1, mutation_power=0.3, crossover_prob=0.5, seed=4),
-    lambda: OpenES(6, 12, sigma=0.2, lr=0.1, weight_decay=0.01, lr_warmup=2, lr_decay=0.9, sigma_decay=0.95,
-                   seed=4),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GA(6, 12, truncation=4, elites=1, mutation_power=0.3, crossover_prob=0.5, seed=4),
+        lambda: OpenES(
+            6, 12, sigma=0.2, lr=0.1, weight_decay=0.01, lr_warmup=2, lr_decay=0.9, sigma_decay=0.95, seed=4
+        ),
+    ],
+)
 def test_state_dict_round_trip_continues_identically(make):
     def f(pop):
         return -(pop**2).sum(1) + torch.sin(5 * pop).sum(1)
