@@ -12,5 +12,5 @@ $PIP neat-python==2.0.0 evotorch==0.6.1 gymnasium==1.4.0 numpy cma
 $PIP evosax==0.3.2 jax
 # gymnax 1.0.1 declares gymnasium<1.4 but its CartPole works with 1.4.0
 $VENV/bin/python -m pip install -q --no-deps gymnax==1.0.1
-$PIP six chex flax
+$PIP six chex flax seaborn
 $VENV/bin/python -c "import neat, evotorch, evosax, gymnax, cma, jax; print('bench env ready')"
