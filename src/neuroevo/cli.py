@@ -153,6 +153,28 @@ def best(
     _echo(f"wrote {export}")
 
 
+@app.command()
+def play(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder of a control or Gymnasium task")],
+    episodes: Annotated[int, typer.Option(help="episodes to run")] = 5,
+    gif: Annotated[Path | None, typer.Option(help="write the episodes as an animated GIF")] = None,
+    env: Annotated[str | None, typer.Option(help="Gymnasium env id (default: the run's)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of the episodes' initial states")] = 0,
+) -> None:
+    """Run the best policy of a run, print its returns, optionally render a GIF."""
+    import statistics
+
+    from neuroevo.runtime.play import play as play_policy
+
+    returns = play_policy(run_dir, episodes=episodes, gif=gif, env_id=env, seed=seed)
+    for i, value in enumerate(returns):
+        _echo(f"episode {i}: return {value:.2f}")
+    spread = statistics.pstdev(returns) if len(returns) > 1 else 0.0
+    _echo(f"mean return {statistics.fmean(returns):.2f} ± {spread:.2f} over {len(returns)} episodes")
+    if gif is not None:
+        _echo(f"wrote {gif}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one-line errors, exit 2 for bad input, 1 for a failed fitness function."""
     try:
