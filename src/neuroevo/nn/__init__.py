@@ -13,9 +13,14 @@ from neuroevo.nn.adapter import ModuleAdapter
 from neuroevo.nn.base import Phenotype
 from neuroevo.nn.init import INITIALIZERS, get_initializer, initializer_names, register_initializer
 from neuroevo.nn.mlp import PopulationMLP
+from neuroevo.nn.neat_graph import NEATPhenotype, NEATPopulation
 from neuroevo.nn.networks import NETWORKS, MLPParams, NetworkParams, VectorPhenotype, register_network
 
-PHENOTYPE_LOADERS: dict[str, Any] = {"mlp": PopulationMLP.from_spec, "vector": VectorPhenotype.from_spec}
+PHENOTYPE_LOADERS: dict[str, Any] = {
+    "mlp": PopulationMLP.from_spec,
+    "vector": VectorPhenotype.from_spec,
+    "neat": NEATPhenotype.from_spec,
+}
 
 
 def phenotype_from_spec(spec: dict[str, Any]) -> Phenotype:
@@ -29,6 +34,8 @@ def phenotype_from_spec(spec: dict[str, Any]) -> Phenotype:
 
 
 __all__ = [
+    "NEATPhenotype",
+    "NEATPopulation",
     "ACTIVATIONS",
     "MLPParams",
     "NETWORKS",

@@ -8,7 +8,11 @@ forbidden) and ``from_params(params, phenotype=, seed=)``; register new ones wit
 from neuroevo.core.registry import Registry
 from neuroevo.strategies.base import Strategy, StrategyParams
 from neuroevo.strategies.cmaes import CMAES
+from neuroevo.strategies.deep_ga import SeedGA, reconstruct
+from neuroevo.strategies.eggroll import EGGROLL
 from neuroevo.strategies.ga import GA
+from neuroevo.strategies.neat import NEAT, NEATParams
+from neuroevo.strategies.novelty import Novelty, NoveltyES, NoveltyGA, NoveltyRewardES, NoveltyRewardGA
 from neuroevo.strategies.openes import OpenES
 from neuroevo.strategies.optim import Optimizer, scheduled_lr
 from neuroevo.strategies.pgpe import PGPE
@@ -24,18 +28,35 @@ def register_strategy(cls: type[Strategy], *, aliases: tuple[str, ...] = ()) -> 
 
 
 register_strategy(GA, aliases=("deep_ga",))
+register_strategy(NEAT)
 register_strategy(OpenES, aliases=("openai_es", "es"))
+register_strategy(SeedGA, aliases=("deep_ga_seeds",))
+register_strategy(NoveltyGA)
+register_strategy(NoveltyRewardGA)
+register_strategy(NoveltyES)
+register_strategy(NoveltyRewardES)
 register_strategy(SNES)
 register_strategy(PGPE)
 register_strategy(CMAES, aliases=("cma_es",))
 register_strategy(SepCMAES, aliases=("sep_cma_es",))
+register_strategy(EGGROLL)
 
 __all__ = [
+    "NEAT",
+    "NEATParams",
     "CMAES",
+    "EGGROLL",
     "PGPE",
     "SNES",
     "SepCMAES",
     "GA",
+    "Novelty",
+    "NoveltyES",
+    "NoveltyGA",
+    "NoveltyRewardES",
+    "NoveltyRewardGA",
+    "SeedGA",
+    "reconstruct",
     "STRATEGIES",
     "OpenES",
     "Optimizer",

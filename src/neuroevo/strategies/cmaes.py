@@ -16,8 +16,10 @@ keyed by (seed, generation, k), ``y_k = B D z_k`` (``C = B D^2 B^T``) and evalua
 
 All constants (weights, ``mu_eff``, ``c_s``, ``d_s``, ``c_c``, ``c_1``, ``c_mu``) are the
 tutorial's Table 1 defaults for dimension ``n`` and ``lambda = 4 + floor(3 ln n)``. The
-eigendecomposition of ``C`` is refreshed every ``max(1, floor(1 / (10 n (c_1 + c_mu))))``
-generations (the tutorial's lazy update), keeping the cost O(n^2) per generation.
+eigendecomposition of ``C`` is refreshed only every ``max(1, floor(0.5 / (n (c_1 + c_mu))))``
+generations (lazy update: ``C`` changes by O(c_1 + c_mu) per generation, so ``B`` and ``D``
+stay accurate for about ``1 / (n (c_1 + c_mu))`` generations), which amortises the O(n^3)
+decomposition to O(n^2) per generation.
 
 IPOP (Auger & Hansen 2005): when a run stops making progress it is restarted from the
 initial mean and step size with the population multiplied by ``popsize_factor`` (2). A run
@@ -149,7 +151,7 @@ class CMAES(Strategy):
             weights[self.mu :] = alpha_neg * neg / neg.abs().sum()
         self.weights = weights
         self.c_m = 1.0
-        self.eigen_gap = max(1, int(1 / (10 * n * (self.c_1 + self.c_mu))))
+        self.eigen_gap = max(1, int(0.5 / (n * (self.c_1 + self.c_mu))))
         self.tolstagnation = self.tolstagnation_arg or int(100 + 100 * n**1.5 / lam)
         self.tolfun_window = 10 + math.ceil(30 * n / lam)
 
@@ -160,27 +162,34 @@ class CMAES(Strategy):
     def _init_covariance(self) -> None:
         n = self.num_params
         self.C = torch.eye(n, dtype=F64)
-        self.B = torch.eye(n, dtype=F64)
         self.D = torch.ones(n, dtype=F64)
+        self._set_basis(torch.eye(n, dtype=F64))
 
     def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
         """``y = B D z`` for rows ``z``."""
-        return (z * self.D) @ self.B.T
+        return (z * self.D) @ self.Bt
 
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
         """``C^-1/2 y`` for rows (or one vector) ``y``."""
-        return ((y @ self.B) / self.D) @ self.B.T
+        return ((y @ self.B) / self.D) @ self.Bt
 
     def _update_covariance(
         self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
     ) -> None:
-        rank_mu = (y.T * w) @ y
+        rank_mu = y.T @ (y * w.unsqueeze(1))
         self.C.mul_(decay).add_(torch.outer(p_c, p_c), alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
         if generation - self.eigen_at >= self.eigen_gap:
             self.eigen_at = generation
-            self.C = torch.triu(self.C) + torch.triu(self.C, 1).T
-            d2, self.B = torch.linalg.eigh(self.C)
+            self.C = 0.5 * (self.C + self.C.T)  # (torch.triu is parallelised and slow on busy CPUs)
+            d2, b = torch.linalg.eigh(self.C)
             self.D = d2.clamp_min(1e-300).sqrt()
+            self._set_basis(b)
+
+    def _set_basis(self, b: torch.Tensor) -> None:
+        # Row-major B and B^T: the same memory layout as after a checkpoint (same matmul
+        # kernels, same bits), and the layout BLAS multiplies fastest for thin matrices.
+        self.B = b.contiguous()
+        self.Bt = b.T.contiguous()
 
     def _diag_c(self) -> torch.Tensor:
         return torch.diagonal(self.C)
@@ -192,7 +201,8 @@ class CMAES(Strategy):
         return {"C": self.C, "B": self.B, "D": self.D}
 
     def _load_covariance(self, state: dict[str, Any]) -> None:
-        self.C, self.B, self.D = (state[k].to(F64).cpu().clone() for k in ("C", "B", "D"))
+        self.C, b, self.D = (state[k].to(F64).cpu().clone() for k in ("C", "B", "D"))
+        self._set_basis(b)
 
     # -- one run of IPOP ------------------------------------------------------------------------
     def _start(self, lam: int) -> None:
@@ -247,6 +257,7 @@ class CMAES(Strategy):
         delta = 0.0 if h_s else cc * (2 - cc)
         decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * float(w.sum())
         self._update_covariance(decay, self.p_c, y, w_circ, self.run_generation)
+        # CSA; the exponent is capped at 1 (sigma at most x e per generation) against blow-ups
         self.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
         self._y = None
         sorted_f = fitness[order]

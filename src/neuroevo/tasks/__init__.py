@@ -5,7 +5,10 @@
 
 from neuroevo.core.registry import Registry
 from neuroevo.tasks.base import Task, TaskParams
+from neuroevo.tasks.control import ControlTask
 from neuroevo.tasks.function import FunctionTask, load_callable
+from neuroevo.tasks.gym import GymTask
+from neuroevo.tasks.maze import MazeTask, plot_maze_positions
 from neuroevo.tasks.supervised import (
     XOR,
     BreastCancer,
@@ -27,6 +30,9 @@ def register_task(cls: type[Task], *, aliases: tuple[str, ...] = ()) -> type[Tas
 
 for _cls in (XOR, Parity, Sine, Regression, Iris, BreastCancer, Digits, FunctionTask):
     register_task(_cls)
+register_task(MazeTask, aliases=("hard_maze",))
+register_task(ControlTask)
+register_task(GymTask)
 
 __all__ = [
     "TASKS",
@@ -35,6 +41,7 @@ __all__ = [
     "Digits",
     "FunctionTask",
     "Iris",
+    "MazeTask",
     "Parity",
     "Regression",
     "Sine",
@@ -42,5 +49,6 @@ __all__ = [
     "Task",
     "TaskParams",
     "load_callable",
+    "plot_maze_positions",
     "register_task",
 ]

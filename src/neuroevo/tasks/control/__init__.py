@@ -13,7 +13,6 @@ from neuroevo.tasks.control.envs import ENVS, make_env
 from neuroevo.tasks.control.mountain_car import MountainCar, MountainCarContinuous
 from neuroevo.tasks.control.normalization import RunningObsNorm
 from neuroevo.tasks.control.pendulum import Pendulum
-
 from neuroevo.tasks.control.task import ControlParams, ControlTask
 
 __all__ = [

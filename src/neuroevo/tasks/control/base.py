@@ -70,19 +70,32 @@ class BatchedEnv(ABC):
         self.set_state(initial)
         return self.observe()
 
-    def set_state(self, states: torch.Tensor, elapsed: torch.Tensor | int = 0) -> None:
-        """Set the full internal state ``[N, S]`` (and steps since reset) directly."""
+    def set_state(
+        self, states: torch.Tensor, elapsed: torch.Tensor | int = 0, index: torch.Tensor | None = None
+    ) -> None:
+        """Set the internal state ``[N, S]`` (and steps since reset) directly.
+
+        With ``index``, only those rows are overwritten (``states`` then has one row per index).
+        """
         states = torch.as_tensor(states)
         if states.dim() == 1:
             states = states.unsqueeze(0)
         if states.shape[-1] != self.state_dim:
             raise ValueError(f"{self.id} state has {self.state_dim} entries; got shape {tuple(states.shape)}")
-        self.state = states.to(device=self.device, dtype=self.dtype).clone()
-        n = self.state.shape[0]
+        states = states.to(device=self.device, dtype=self.dtype)
+        n = states.shape[0]
         if isinstance(elapsed, int):
-            self.elapsed = torch.full((n,), elapsed, dtype=torch.long, device=self.device)
+            steps = torch.full((n,), elapsed, dtype=torch.long, device=self.device)
         else:
-            self.elapsed = torch.as_tensor(elapsed, dtype=torch.long).to(self.device).reshape(n).clone()
+            steps = torch.as_tensor(elapsed, dtype=torch.long).to(self.device).reshape(n)
+        if index is None:
+            self.state, self.elapsed = states.clone(), steps.clone()
+        else:
+            index = torch.as_tensor(index, device=self.device)
+            self.state = self.state.clone()
+            self.elapsed = self.elapsed.clone()
+            self.state[index] = states
+            self.elapsed[index] = steps
 
     def observe(self) -> torch.Tensor:
         """Observations ``[N, obs_dim]`` of the current state."""

@@ -52,9 +52,12 @@ class Pendulum(BatchedEnv):
 
     def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
         th, thdot = state.unbind(1)
-        u = actions[:, 0].clamp(-MAX_TORQUE, MAX_TORQUE)
-        costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
-        newthdot = thdot + (3 * G / (2 * L) * torch.sin(th) + 3.0 / (M * L**2) * u) * DT
+        # the torque is a float32 Box action: as in NumPy, terms in u alone are float32
+        u = actions[:, 0].to(torch.float32).clamp(-MAX_TORQUE, MAX_TORQUE)
+        u_cost = (0.001 * (u**2)).to(th.dtype)
+        u_acc = (3.0 / (M * L**2) * u).to(th.dtype)
+        costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + u_cost
+        newthdot = thdot + (3 * G / (2 * L) * torch.sin(th) + u_acc) * DT
         newthdot = newthdot.clamp(-MAX_SPEED, MAX_SPEED)
         newth = th + newthdot * DT
         terminated = torch.zeros_like(th, dtype=torch.bool)

@@ -1,0 +1,1154 @@
+"""NEAT: NeuroEvolution of Augmenting Topologies (Stanley & Miikkulainen 2002).
+
+Genomes have node genes (bias, response, activation, aggregation) and connection genes
+(weight, enabled) with global innovation numbers. Each generation:
+
+1. species fitness (``species_fitness_func``) updates each species' best and its last
+   improvement; species stagnant for ``max_stagnation`` generations are removed, except the
+   ``species_elitism`` best;
+2. explicit fitness sharing: a species' adjusted fitness is its members' mean fitness
+   (normalised by the population's fitness range, as neat-python), and it gets offspring in
+   proportion (``spawn_smoothing`` of the way from its current size, at least
+   ``min_species_size`` before rounding to exactly ``population_size``);
+3. within a species the ``elitism`` best are copied; the rest are children of two parents
+   drawn from the best ``survival_threshold`` fraction: crossover aligned by innovation
+   number (matching genes take each attribute from either parent, disjoint and excess genes
+   come from the fitter parent; a gene disabled in either parent is disabled with
+   probability ``crossover_disabled_rate``), then mutation: add node (split a random enabled
+   connection: it is disabled, in->new gets weight 1, new->out the old weight), delete node,
+   add connection (random source incl. inputs, random non-input target; no cycles and no
+   output->output links when ``feed_forward``), delete connection, then weight/bias/response
+   perturbation or replacement, enabled redraws, activation and aggregation changes;
+4. the same structural mutation within a generation gets the same innovation number (a split
+   of the same connection gets the same node id and connection innovations);
+5. speciation by compatibility distance (neat-python's form:
+   ``(c_w * sum of matching-gene differences + c_d * disjoint + c_e * excess) / max genes``
+   summed over node and connection genes); each species' new representative is the genome
+   closest to its old one; others join the closest species within
+   ``compatibility_threshold`` or found a new one. With ``target_num_species`` the threshold
+   moves by ``compatibility_threshold_step`` toward that many species.
+
+Everything is done on padded tensors for the whole population at once (no Python loop over
+genomes or genes); compatibility distances are batched alignments by innovation number. All
+randomness comes from ``neuroevo.core.random`` keyed by (seed, generation, purpose), so a
+state_dict round trip continues bit-identically. Config names follow neat-python where it has
+one; defaults are its XOR example's, except ``activation_default = "neat_sigmoid"``
+(neat-python's ``sigmoid`` is the steepened one) and ``conn_delete_prob = node_delete_prob = 0``
+(the paper never deletes genes; with neat-python's 0.5 / 0.2 our XOR runs needed several
+times more generations). Offspring counts are rounded to exactly ``population_size`` (neat-python
+lets the size drift by a few).
+
+``ask()`` returns a :class:`~neuroevo.nn.neat_graph.NEATPopulation` for
+:class:`~neuroevo.nn.neat_graph.NEATPhenotype`; ``best.params`` is one genome as a dict of
+tensors plus JSON metadata (``NEATPhenotype.member_spec`` turns it into plain JSON).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from neuroevo.core import random as nrandom
+from neuroevo.core.errors import ConfigError
+from neuroevo.nn.activations import ACTIVATIONS
+from neuroevo.nn.init import INITIALIZERS, get_initializer
+from neuroevo.nn.neat_graph import (
+    AGGREGATIONS,
+    CONN_FIELDS,
+    GENE_FILL,
+    NODE_FIELDS,
+    PAD,
+    NEATPopulation,
+    aggregation_index,
+    node_slots,
+)
+from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+
+InitialConnection = Literal[
+    "full",
+    "full_nodirect",
+    "full_direct",
+    "partial",
+    "partial_nodirect",
+    "partial_direct",
+    "none",
+    "unconnected",
+]
+_PAIR = 1 << 31  # node ids stay far below this; a (src, dst) pair is src * _PAIR + dst
+
+
+class NEATParams(StrategyParams):
+    """NEAT config keys (neat-python names); defaults follow neat-python's XOR example."""
+
+    population_size: int = Field(150, ge=2, description="genomes per generation (neat-python pop_size)")
+    reset_on_extinction: bool = Field(False, description="restart from new genomes if every species dies")
+    # genome structure
+    feed_forward: bool = Field(True, description="no cycles; false allows recurrent connections")
+    num_hidden: int = Field(0, ge=0, description="hidden nodes in the initial genomes")
+    initial_connection: InitialConnection = Field(
+        "full", description="full[_nodirect|_direct], partial[_nodirect|_direct], none/unconnected"
+    )
+    initial_connection_fraction: float = Field(0.5, ge=0, le=1, description="kept fraction for partial")
+    # node activation / aggregation
+    activation_default: str = Field("neat_sigmoid", description="activation of new nodes (registry name)")
+    activation_options: list[str] = Field(
+        default_factory=lambda: ["neat_sigmoid"],
+        description="activations a mutation may pick (registry names)",
+    )
+    activation_mutate_rate: float = Field(0.0, ge=0, le=1, description="per node: chance of a random option")
+    aggregation_default: str = Field("sum", description="one of " + ", ".join(AGGREGATIONS))
+    aggregation_options: list[str] = Field(
+        default_factory=lambda: ["sum"], description="aggregations a mutation may pick"
+    )
+    aggregation_mutate_rate: float = Field(0.0, ge=0, le=1, description="per node: chance of a random option")
+    # bias
+    bias_init_mean: float = Field(0.0, description="mean of new values")
+    bias_init_stdev: float = Field(1.0, ge=0, description="stdev of new values")
+    bias_init_type: Literal["gaussian", "uniform"] = Field(
+        "gaussian", description="gaussian: N(mean, stdev); uniform: U(mean -/+ 2 stdev)"
+    )
+    bias_max_value: float = Field(30.0, description="values are clamped to at most this")
+    bias_min_value: float = Field(-30.0, description="values are clamped to at least this")
+    bias_mutate_power: float = Field(0.5, ge=0, description="stdev of the Gaussian perturbation")
+    bias_mutate_rate: float = Field(0.7, ge=0, le=1, description="per gene: chance of a perturbation")
+    bias_replace_rate: float = Field(0.1, ge=0, le=1, description="per gene: chance of a fresh value instead")
+    # response (multiplies the aggregate)
+    response_init_mean: float = Field(1.0, description="mean of new values")
+    response_init_stdev: float = Field(0.0, ge=0, description="stdev of new values")
+    response_init_type: Literal["gaussian", "uniform"] = Field(
+        "gaussian", description="gaussian: N(mean, stdev); uniform: U(mean -/+ 2 stdev)"
+    )
+    response_max_value: float = Field(30.0, description="values are clamped to at most this")
+    response_min_value: float = Field(-30.0, description="values are clamped to at least this")
+    response_mutate_power: float = Field(0.0, ge=0, description="stdev of the Gaussian perturbation")
+    response_mutate_rate: float = Field(0.0, ge=0, le=1, description="per gene: chance of a perturbation")
+    response_replace_rate: float = Field(
+        0.0, ge=0, le=1, description="per gene: chance of a fresh value instead"
+    )
+    # weights
+    weight_init_mean: float = Field(0.0, description="mean of new values")
+    weight_init_stdev: float = Field(1.0, ge=0, description="stdev of new values")
+    weight_init_type: str | dict[str, Any] = Field(
+        "gaussian",
+        description="gaussian | uniform (mean/stdev), or an initialiser name/table for the initial genomes",
+    )
+    weight_max_value: float = Field(30.0, description="values are clamped to at most this")
+    weight_min_value: float = Field(-30.0, description="values are clamped to at least this")
+    weight_mutate_power: float = Field(0.5, ge=0, description="stdev of the Gaussian perturbation")
+    weight_mutate_rate: float = Field(0.8, ge=0, le=1, description="per gene: chance of a perturbation")
+    weight_replace_rate: float = Field(
+        0.1, ge=0, le=1, description="per gene: chance of a fresh value instead"
+    )
+    # enabled
+    enabled_default: bool = Field(True, description="new connections start enabled")
+    enabled_mutate_rate: float = Field(0.01, ge=0, le=1, description="chance enabled is redrawn 50/50")
+    enabled_rate_to_true_add: float = Field(
+        0.0, ge=0, le=1, description="extra redraw rate for disabled genes"
+    )
+    enabled_rate_to_false_add: float = Field(
+        0.0, ge=0, le=1, description="extra redraw rate for enabled genes"
+    )
+    # structural mutation
+    conn_add_prob: float = Field(0.5, ge=0, le=1, description="per child: chance of adding a connection")
+    conn_delete_prob: float = Field(
+        0.0, ge=0, le=1, description="0 as in the paper (NEAT never deletes); neat-python's XOR example: 0.5"
+    )
+    node_add_prob: float = Field(0.2, ge=0, le=1, description="per child: chance of splitting a connection")
+    node_delete_prob: float = Field(
+        0.0, ge=0, le=1, description="0 as in the paper; neat-python's XOR example: 0.2"
+    )
+    single_structural_mutation: bool = Field(False, description="at most one structural mutation per child")
+    structural_mutation_surer: bool | Literal["default"] = Field(
+        "default",
+        description="adding an existing connection enables it; default = single_structural_mutation",
+    )
+    crossover_disabled_rate: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="a gene disabled in either parent is disabled in the child (paper: 0.75)",
+    )
+    # speciation
+    compatibility_disjoint_coefficient: float = Field(1.0, ge=0, description="c1 = c2 of the paper")
+    compatibility_excess_coefficient: float | None = Field(
+        None, ge=0, description="separate c1 for excess genes; None = the disjoint coefficient"
+    )
+    compatibility_weight_coefficient: float = Field(0.5, ge=0, description="c3 of the paper")
+    compatibility_threshold: float = Field(
+        3.0, gt=0, description="distance below which genomes share a species"
+    )
+    target_num_species: int = Field(0, ge=0, description="0 = fixed threshold; else adjust toward this")
+    compatibility_threshold_step: float = Field(0.1, gt=0, description="threshold change per generation")
+    compatibility_threshold_min: float = Field(0.1, gt=0, description="the threshold never goes below this")
+    # stagnation and reproduction
+    species_fitness_func: Literal["max", "min", "mean", "median"] = Field(
+        "max", description="species fitness for stagnation, from its members' fitness"
+    )
+    max_stagnation: int = Field(20, ge=1, description="generations without improvement before removal")
+    species_elitism: int = Field(2, ge=0, description="best species protected from stagnation")
+    elitism: int = Field(2, ge=0, description="best genomes of each species copied unchanged")
+    survival_threshold: float = Field(0.2, gt=0, le=1, description="fraction of a species allowed to breed")
+    min_species_size: int = Field(2, ge=1, description="offspring floor of a surviving species")
+    spawn_smoothing: float = Field(
+        0.5,
+        ge=0,
+        lt=1,
+        description="fraction of a species' current size kept in its next size (neat-python 0.5)",
+    )
+
+    @field_validator("activation_default")
+    @classmethod
+    def _act(cls, value: str) -> str:
+        return ACTIVATIONS.canonical(value)
+
+    @field_validator("activation_options")
+    @classmethod
+    def _acts(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("activation_options needs at least one name")
+        return [ACTIVATIONS.canonical(v) for v in value]
+
+    @field_validator("aggregation_default")
+    @classmethod
+    def _agg(cls, value: str) -> str:
+        aggregation_index(value)
+        return value
+
+    @field_validator("aggregation_options")
+    @classmethod
+    def _aggs(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("aggregation_options needs at least one name")
+        for v in value:
+            aggregation_index(v)
+        return value
+
+    @field_validator("weight_init_type")
+    @classmethod
+    def _winit(cls, value: str | dict[str, Any]) -> str | dict[str, Any]:
+        if isinstance(value, str) and value in ("gaussian", "normal", "uniform"):
+            return value
+        if isinstance(value, str):
+            INITIALIZERS.canonical(value)
+        else:
+            get_initializer(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ranges(self) -> NEATParams:
+        for name in ("bias", "response", "weight"):
+            lo, hi = getattr(self, f"{name}_min_value"), getattr(self, f"{name}_max_value")
+            if lo > hi:
+                raise ValueError(f"{name}_min_value = {lo} > {name}_max_value = {hi}")
+        return self
+
+
+def _rand(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.rand(shape, generator=gen)
+
+
+def _choose(valid: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniformly random True column per row of ``valid[K, W]`` and whether the row had any."""
+    if valid.shape[1] == 0:
+        zeros = torch.zeros(valid.shape[0], dtype=torch.long)
+        return zeros, torch.zeros(valid.shape[0], dtype=torch.bool)
+    u = torch.where(valid, _rand(gen, *valid.shape), torch.full(valid.shape, -1.0))
+    return u.argmax(1), valid.any(1)
+
+
+def _insert(
+    pop: NEATPopulation, do: torch.Tensor, prefix: str, values: dict[str, torch.Tensor]
+) -> NEATPopulation:
+    """Write one gene into the first empty slot of each row where ``do`` (widening if needed).
+
+    Rows must be compact (empty slots only at the end). New node ids and new innovation
+    numbers are larger than every existing one, so rows stay sorted.
+    """
+    rows = do.nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return pop
+    keys = pop.node_key if prefix == "node" else pop.conn_innovation
+    count = (keys[rows] != PAD).sum(1)
+    need = int(count.max()) + 1
+    if need > keys.shape[1]:
+        if prefix == "node":
+            pop = pop.padded(need, pop.conn_innovation.shape[1])
+        else:
+            pop = pop.padded(pop.node_key.shape[1], need)
+    out = {}
+    for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
+        t = getattr(pop, name).clone()
+        t[rows, count] = values[name][rows].to(t.dtype)
+        out[name] = t
+    return pop.replace(**out)
+
+
+def _clear(pop: NEATPopulation, mask: torch.Tensor, prefix: str) -> NEATPopulation:
+    """Empty the gene slots where ``mask[K, W]`` is True (rows then need ``sort_genes``)."""
+    fields = NODE_FIELDS if prefix == "node" else CONN_FIELDS
+    out = {}
+    for name in fields:
+        t = getattr(pop, name)
+        out[name] = torch.where(mask, torch.full_like(t, GENE_FILL[name]), t)
+    return pop.replace(**out)
+
+
+def cat_populations(parts: list[NEATPopulation]) -> NEATPopulation:
+    """Stack populations (widened to a common capacity)."""
+    parts = [p for p in parts if len(p)] or parts[:1]
+    n = max(p.node_key.shape[1] for p in parts)
+    c = max(p.conn_innovation.shape[1] for p in parts)
+    parts = [p.padded(n, c) for p in parts]
+    tensors = {k: torch.cat([getattr(p, k) for p in parts]) for k in NODE_FIELDS + CONN_FIELDS}
+    return parts[0].replace(**tensors)
+
+
+# -- compatibility distance ------------------------------------------------------------------------
+
+
+_OFFSET = 1 << 44  # connection keys are shifted past every node id when both gene kinds are aligned at once
+
+
+def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tensor) -> torch.Tensor:
+    """``[n, m]`` count of genes above the other genome's largest key (rows sorted, PAD last)."""
+    n, m = ak.shape[0], rk.shape[0]
+    a_max = (
+        ak.gather(1, (na - 1).clamp(min=0).unsqueeze(1)).squeeze(1) if ak.shape[1] else torch.zeros(n).long()
+    )
+    a_max = torch.where(na > 0, a_max, torch.full_like(a_max, -1))
+    r_max = (
+        rk.gather(1, (nr - 1).clamp(min=0).unsqueeze(1)).squeeze(1) if rk.shape[1] else torch.zeros(m).long()
+    )
+    r_max = torch.where(nr > 0, r_max, torch.full_like(r_max, -1))
+    out = torch.zeros(n, m, dtype=torch.long)
+    if ak.shape[1]:
+        above = na.unsqueeze(1) - torch.searchsorted(
+            ak, r_max.unsqueeze(0).expand(n, m).contiguous(), right=True
+        )
+        out += above.clamp(min=0)
+    if rk.shape[1]:
+        below = torch.searchsorted(rk, a_max.unsqueeze(0).expand(m, n).contiguous(), right=True)
+        out += (nr.unsqueeze(1) - below).clamp(min=0).T
+    return out
+
+
+def compatibility_distance(
+    a: NEATPopulation,
+    b: NEATPopulation,
+    *,
+    disjoint_coefficient: float = 1.0,
+    weight_coefficient: float = 0.5,
+    excess_coefficient: float | None = None,
+    constant: tuple[str, ...] = (),
+    budget: int = 1 << 23,
+    buckets_min: int = 2048,
+) -> torch.Tensor:
+    """Distances ``[len(a), len(b)]`` between every pair of genomes (node part + connection part).
+
+    Matching genes contribute ``|bias| + |response| + [activation differs] + [aggregation
+    differs]`` (nodes) or ``|weight| + [enabled differs]`` (connections) times
+    ``weight_coefficient``; disjoint and excess genes count ``disjoint_coefficient`` /
+    ``excess_coefficient`` each; each part is divided by the larger gene count. Node
+    attributes named in ``constant`` (``response``, ``activation``, ``aggregation``) are known
+    to be equal everywhere and skipped (their terms are zero).
+
+    Node and connection genes are aligned in one pass: ``a``'s keys are located once in the
+    union of ``b``'s keys (1-D ``searchsorted``); ``b``'s genes become dense tables over that
+    union, read with gathers. The work is O(len(a) * len(b) * genes) in a fixed number of tensor
+    calls; ``budget`` bounds the elements per call (columns of ``b`` are processed in groups).
+    Populations of at least ``2 * buckets_min`` genomes are split into groups of similar size,
+    each trimmed to its own widths, so small genomes do not pay for the largest one.
+    """
+    ce = disjoint_coefficient if excess_coefficient is None else excess_coefficient
+    n, m = len(a), len(b)
+    if n >= 2 * buckets_min and buckets_min > 0:
+        # padded width is set by the largest genome: group genomes by size and trim each group
+        sizes = a.node_counts() + a.conn_counts()
+        order = torch.argsort(sizes, stable=True)
+        out = torch.empty(n, m, dtype=torch.float64)
+        for rows in order.chunk(max(1, min(8, n // buckets_min))):
+            out[rows] = compatibility_distance(
+                a.select(rows).trimmed(),
+                b,
+                disjoint_coefficient=disjoint_coefficient,
+                weight_coefficient=weight_coefficient,
+                excess_coefficient=excess_coefficient,
+                constant=constant,
+                budget=budget,
+                buckets_min=0,
+            )
+        return out
+    kn = a.node_key.shape[1]
+
+    def merged(pop: NEATPopulation) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        key = ("distance-genes", constant)
+        if key not in pop.cache:  # the population is compared twice per generation: build once
+            pop.cache[key] = build(pop)
+        return pop.cache[key]
+
+    def build(pop: NEATPopulation) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        conn_ok = pop.conn_innovation != PAD
+        keys = torch.cat([pop.node_key, torch.where(conn_ok, pop.conn_innovation + _OFFSET, PAD)], 1)
+        floats = [torch.cat([pop.node_bias, pop.conn_weight], 1)]
+        cats = [
+            torch.cat(
+                [
+                    pop.node_activation.float()
+                    if "activation" not in constant
+                    else torch.zeros_like(pop.node_bias),
+                    pop.conn_enabled.float(),
+                ],
+                1,
+            )
+        ]
+        if "response" not in constant:
+            floats.append(torch.cat([pop.node_response, torch.zeros_like(pop.conn_weight)], 1))
+        if "aggregation" not in constant:
+            cats.append(torch.cat([pop.node_aggregation.float(), torch.zeros_like(pop.conn_weight)], 1))
+        return keys, keys != PAD, floats + cats
+
+    ak, a_ok, a_attr = merged(a)
+    rk, r_ok, r_attr = merged(b)
+    n_float = 2 if "response" not in constant else 1
+    na_n, na_c = (a.node_key != PAD).sum(1), (a.conn_innovation != PAD).sum(1)
+    nr_n, nr_c = (b.node_key != PAD).sum(1), (b.conn_innovation != PAD).sum(1)
+    msum = torch.zeros(2, m, n)
+    nmatch = torch.zeros(2, m, n)
+    ka = ak.shape[1]
+    if ka and bool(r_ok.any()) and n and m:
+        union = torch.unique(rk[r_ok])
+        u = union.numel()
+        loc = torch.searchsorted(union, ak).clamp_(max=u - 1)
+        loc = torch.where((union[loc] == ak) & a_ok, loc, torch.full_like(loc, u))
+        rcol = torch.where(r_ok, torch.searchsorted(union, rk).clamp_(max=u - 1), u)
+        present = torch.zeros(m, u + 1).scatter_(1, rcol, r_ok.float())
+        present[:, u] = 0.0
+        tables = [torch.zeros(m, u + 1).scatter_(1, rcol, t) for t in r_attr]
+        step = max(1, budget // max(1, n * ka))
+        flat = loc.reshape(1, n * ka)
+        for c0 in range(0, m, step):
+            cols = slice(c0, c0 + step)
+            mm = present[cols].shape[0]
+            index = flat.expand(mm, -1)
+            match = present[cols].gather(1, index).view(mm, n, ka)
+            diff = torch.zeros(mm, n, ka)
+            for i, (va, tab) in enumerate(zip(a_attr, tables, strict=True)):
+                d = tab[cols].gather(1, index).view(mm, n, ka).sub_(va.unsqueeze(0)).abs_()
+                diff += d if i < n_float else d.clamp_(max=1.0)
+            diff.mul_(match)
+            msum[0, cols] = diff[..., :kn].sum(2)
+            msum[1, cols] = diff[..., kn:].sum(2)
+            nmatch[0, cols] = match[..., :kn].sum(2)
+            nmatch[1, cols] = match[..., kn:].sum(2)
+    total = torch.zeros(n, m, dtype=torch.float64)
+    parts = [
+        (0, a.node_key, na_n, b.node_key, nr_n),
+        (1, a.conn_innovation, na_c, b.conn_innovation, nr_c),
+    ]
+    for i, akp, na, rkp, nr in parts:
+        excess = _excess(akp, na, rkp, nr).double()
+        nonmatch = (na.unsqueeze(1) + nr.unsqueeze(0)).double() - 2 * nmatch[i].T.double()
+        denom = torch.maximum(na.unsqueeze(1), nr.unsqueeze(0)).clamp(min=1).double()
+        part = (
+            weight_coefficient * msum[i].T.double() + disjoint_coefficient * (nonmatch - excess) + ce * excess
+        )
+        total += part / denom
+    return total
+
+
+# -- the strategy ----------------------------------------------------------------------------------
+
+
+class NEAT(Strategy):
+    """NEAT over a population of padded-tensor genomes; ``ask()`` returns a ``NEATPopulation``."""
+
+    name = "neat"
+    Params = NEATParams
+
+    def __init__(
+        self,
+        num_inputs: int,
+        num_outputs: int,
+        population_size: int = 150,
+        *,
+        seed: int = 0,
+        on_nan: OnNan = "worst",
+        output_activation: str | None = None,
+        **options: Any,
+    ):
+        self.params = NEATParams(population_size=population_size, on_nan=on_nan, **options)
+        super().__init__(0, population_size, seed=seed, on_nan=on_nan)
+        p = self.params
+        if num_inputs < 1 or num_outputs < 1:
+            raise ConfigError(
+                f"NEAT needs inputs and outputs; got {num_inputs} inputs, {num_outputs} outputs"
+            )
+        self.num_inputs, self.num_outputs = int(num_inputs), int(num_outputs)
+        names = [p.activation_default, *p.activation_options]
+        self.output_activation = (
+            None if output_activation is None else ACTIVATIONS.canonical(output_activation)
+        )
+        if self.output_activation is not None:
+            names.append(self.output_activation)
+        self.activations = list(dict.fromkeys(names))
+        self.act_default = self.activations.index(p.activation_default)
+        self.act_options = torch.tensor([self.activations.index(a) for a in p.activation_options])
+        self.agg_default = aggregation_index(p.aggregation_default)
+        self.agg_options = torch.tensor([aggregation_index(a) for a in p.aggregation_options])
+        self.surer = (
+            p.single_structural_mutation
+            if p.structural_mutation_surer == "default"
+            else p.structural_mutation_surer
+        )
+        self.compatibility_threshold = p.compatibility_threshold
+        # node attributes that can never differ under this config (skipped in distances/mutation)
+        constant = []
+        if p.response_init_stdev == 0 and p.response_mutate_rate == 0 and p.response_replace_rate == 0:
+            constant.append("response")
+        if len(self.activations) == 1:
+            constant.append("activation")
+        if len(set(p.aggregation_options) | {p.aggregation_default}) == 1:
+            constant.append("aggregation")
+        self._constant = tuple(constant)
+        self.next_species_id = 0
+        self.species_history: list[dict[str, Any]] = []
+        self.population = self._initial_population(0)
+        self._empty_species()
+        self._speciate(self.population, 0)
+
+    @classmethod
+    def from_params(cls, params: NEATParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> NEAT:
+        """Build from config keys; inputs, outputs and any fixed output activation come from ``phenotype``."""
+        options = params.model_dump()
+        kw.setdefault("output_activation", getattr(phenotype, "output_activation", None))
+        kw.pop("device", None)
+        kw.pop("dtype", None)
+        return cls(phenotype.in_features, phenotype.out_features, seed=seed, **options, **kw)
+
+    # -- randomness ------------------------------------------------------------------------------
+    def _gen(self, generation: int, purpose: str) -> torch.Generator:
+        return nrandom.member_generator(self.seed, generation, 0, "neat-" + purpose)
+
+    def _float_init(self, name: str, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
+        p = self.params
+        mean, stdev = getattr(p, f"{name}_init_mean"), getattr(p, f"{name}_init_stdev")
+        lo, hi = getattr(p, f"{name}_min_value"), getattr(p, f"{name}_max_value")
+        kind = getattr(p, f"{name}_init_type")
+        if kind == "uniform":
+            a, b = max(lo, mean - 2 * stdev), min(hi, mean + 2 * stdev)
+            return torch.rand(shape, generator=gen) * (b - a) + a
+        return (torch.randn(shape, generator=gen) * stdev + mean).clamp(lo, hi)
+
+    def _float_mutate(self, name: str, values: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        p = self.params
+        rate, replace = getattr(p, f"{name}_mutate_rate"), getattr(p, f"{name}_replace_rate")
+        power = getattr(p, f"{name}_mutate_power")
+        lo, hi = getattr(p, f"{name}_min_value"), getattr(p, f"{name}_max_value")
+        r = torch.rand(values.shape, generator=gen)
+        noise = torch.randn(values.shape, generator=gen)
+        fresh = self._float_init(name, tuple(values.shape), gen)
+        perturbed = (values + noise * power).clamp(lo, hi)
+        out = torch.where(r < rate, perturbed, values)
+        return torch.where((r >= rate) & (r < rate + replace), fresh, out)
+
+    # -- initial genomes -------------------------------------------------------------------------
+    def _initial_population(self, generation: int) -> NEATPopulation:
+        p = self.params
+        size, num_in, num_out, hidden = self.population_size, self.num_inputs, self.num_outputs, p.num_hidden
+        gen = self._gen(generation, "init")
+        outputs = list(range(num_in, num_in + num_out))
+        hiddens = list(range(num_in + num_out, num_in + num_out + hidden))
+        inputs = list(range(num_in))
+        mode = p.initial_connection
+        blocks: list[tuple[list[int], list[int]]] = []
+        if mode not in ("none", "unconnected"):
+            if hidden == 0:
+                blocks = [(inputs, outputs)]
+            else:
+                blocks = [(inputs, hiddens), (hiddens, outputs)]
+                if mode.endswith("_direct"):
+                    blocks.append((inputs, outputs))
+        pairs = [(i, o) for srcs, dsts in blocks for i in srcs for o in dsts]
+        npairs = len(pairs)
+        node_keys = torch.tensor(outputs + hiddens, dtype=torch.long)
+        n = len(node_keys)
+        node_act = torch.full((size, n), self.act_default, dtype=torch.long)
+        if self.output_activation is not None:
+            node_act[:, :num_out] = self.activations.index(self.output_activation)
+        weights = self._initial_weights(blocks, gen, size)
+        conn_in = torch.tensor([a for a, _ in pairs], dtype=torch.long).expand(size, npairs).clone()
+        conn_out = torch.tensor([b for _, b in pairs], dtype=torch.long).expand(size, npairs).clone()
+        innov = torch.arange(npairs, dtype=torch.long).expand(size, npairs).clone()
+        if mode.startswith("partial"):
+            keep = torch.rand(size, npairs, generator=gen) < p.initial_connection_fraction
+            innov = torch.where(keep, innov, torch.full_like(innov, PAD))
+            conn_in = torch.where(keep, conn_in, torch.full_like(conn_in, -1))
+            conn_out = torch.where(keep, conn_out, torch.full_like(conn_out, -1))
+            weights = torch.where(keep, weights, torch.zeros_like(weights))
+        pop = NEATPopulation(
+            num_in,
+            num_out,
+            list(self.activations),
+            node_key=node_keys.expand(size, n).clone(),
+            node_bias=self._float_init("bias", (size, n), gen),
+            node_response=self._float_init("response", (size, n), gen),
+            node_activation=node_act,
+            node_aggregation=torch.full((size, n), self.agg_default, dtype=torch.long),
+            conn_innovation=innov,
+            conn_in=conn_in,
+            conn_out=conn_out,
+            conn_weight=weights,
+            conn_enabled=torch.where(
+                innov != PAD, torch.full_like(innov, p.enabled_default, dtype=torch.bool), False
+            ),
+            feed_forward=p.feed_forward,
+        )
+        if generation == 0:
+            self.next_node_id = num_in + num_out + hidden
+            self.next_innovation = npairs
+        return pop.sort_genes().trimmed()
+
+    def _initial_weights(self, blocks: list[tuple[list[int], list[int]]], gen: torch.Generator, size: int):
+        p = self.params
+        total = sum(len(s) * len(d) for s, d in blocks)
+        kind = p.weight_init_type
+        if isinstance(kind, str) and kind in ("gaussian", "normal", "uniform"):
+            name_kind = "uniform" if kind == "uniform" else "gaussian"
+            mean, stdev = p.weight_init_mean, p.weight_init_stdev
+            lo, hi = p.weight_min_value, p.weight_max_value
+            if name_kind == "uniform":
+                a, b = max(lo, mean - 2 * stdev), min(hi, mean + 2 * stdev)
+                return torch.rand(size, total, generator=gen) * (b - a) + a
+            return (torch.randn(size, total, generator=gen) * stdev + mean).clamp(lo, hi)
+        init = get_initializer(kind)
+        rows = []
+        for _ in range(size):
+            parts = [init(len(s), len(d), gen).reshape(-1) for s, d in blocks]
+            rows.append(torch.cat(parts) if parts else torch.zeros(0))
+        w = torch.stack(rows).float()
+        return w.clamp(p.weight_min_value, p.weight_max_value)
+
+    # -- speciation ------------------------------------------------------------------------------
+    def _empty_species(self) -> None:
+        self.species_id = torch.zeros(0, dtype=torch.long)
+        self.species_created = torch.zeros(0, dtype=torch.long)
+        self.species_last_improved = torch.zeros(0, dtype=torch.long)
+        self.species_best = torch.zeros(0, dtype=torch.float64)
+        self.representatives: NEATPopulation | None = None
+        self.member_species = torch.zeros(self.population_size, dtype=torch.long)
+
+    def distance(self, a: NEATPopulation, b: NEATPopulation) -> torch.Tensor:
+        """Compatibility distances ``[len(a), len(b)]`` with this strategy's coefficients."""
+        p = self.params
+        return compatibility_distance(
+            a,
+            b,
+            disjoint_coefficient=p.compatibility_disjoint_coefficient,
+            weight_coefficient=p.compatibility_weight_coefficient,
+            excess_coefficient=p.compatibility_excess_coefficient,
+            constant=self._constant,
+        )
+
+    def _distance_of(self, pop: NEATPopulation, rows: torch.Tensor, reps: NEATPopulation) -> torch.Tensor:
+        """Distances ``[P, len(reps)]``, computed only for the ``rows`` mask (others are inf)."""
+        count = int(rows.sum())
+        if 2 * count >= len(pop):
+            return self.distance(pop, reps)
+        out = torch.full((len(pop), len(reps)), math.inf, dtype=torch.float64)
+        idx = rows.nonzero().squeeze(1)
+        out[idx] = self.distance(pop.select(idx), reps)
+        return out
+
+    def _speciate(self, pop: NEATPopulation, generation: int) -> None:
+        """Assign every genome to a species (neat-python's procedure, batched)."""
+        size = len(pop)
+        thr = self.compatibility_threshold
+        assign = torch.full((size,), -1, dtype=torch.long)
+        free = torch.ones(size, dtype=torch.bool)
+        kept: list[int] = []
+        rep_rows: list[int] = []
+        if self.representatives is not None and len(self.representatives):
+            d_old = self.distance(pop, self.representatives)
+            for s in range(d_old.shape[1]):
+                if not bool(free.any()):
+                    break
+                j = int(torch.where(free, d_old[:, s], torch.full_like(d_old[:, s], math.inf)).argmin())
+                assign[j] = len(kept)
+                free[j] = False
+                kept.append(s)
+                rep_rows.append(j)
+            if kept and bool(free.any()):
+                best, which = self._distance_of(pop, free, pop.select(rep_rows)).min(1)
+                ok = free & (best < thr)
+                assign[ok] = which[ok]
+                free &= ~ok
+        n_old = len(kept)
+        new_rows: list[int] = []
+        while bool(free.any()):
+            j = int(free.nonzero()[0])
+            join = free & (self._distance_of(pop, free, pop.select([j]))[:, 0] < thr)
+            join[j] = True
+            assign[join] = n_old + len(new_rows)
+            free &= ~join
+            new_rows.append(j)
+        keep_t = torch.tensor(kept, dtype=torch.long)
+        n_new = len(new_rows)
+        new_ids = torch.arange(self.next_species_id, self.next_species_id + n_new, dtype=torch.long)
+        self.next_species_id += n_new
+        self.species_id = torch.cat([self.species_id[keep_t], new_ids])
+        self.species_created = torch.cat(
+            [self.species_created[keep_t], torch.full((n_new,), generation, dtype=torch.long)]
+        )
+        self.species_last_improved = torch.cat(
+            [self.species_last_improved[keep_t], torch.full((n_new,), generation, dtype=torch.long)]
+        )
+        self.species_best = torch.cat(
+            [self.species_best[keep_t], torch.full((n_new,), -math.inf, dtype=torch.float64)]
+        )
+        self.representatives = pop.select(torch.tensor(rep_rows + new_rows, dtype=torch.long))
+        self.member_species = assign
+        sizes = torch.bincount(assign, minlength=len(self.species_id))
+        self.species_history.append(
+            {"generation": generation, "species": self.species_id.tolist(), "sizes": sizes.tolist()}
+        )
+        p = self.params
+        if p.target_num_species > 0:
+            count = len(self.species_id)
+            if count < p.target_num_species:
+                thr -= p.compatibility_threshold_step
+            elif count > p.target_num_species:
+                thr += p.compatibility_threshold_step
+            self.compatibility_threshold = max(p.compatibility_threshold_min, thr)
+
+    # -- ask / tell ------------------------------------------------------------------------------
+    def _ask(self) -> NEATPopulation:
+        return self.population
+
+    def member(self, population: Any, index: int) -> dict[str, Any]:
+        """Genome ``index`` as a dict of tensors + JSON metadata (what ``best.params`` holds)."""
+        return population.genome(index)
+
+    def _species_fitness(self, fitness: torch.Tensor, ms: torch.Tensor, count: int) -> torch.Tensor:
+        func = self.params.species_fitness_func
+        if func == "max":
+            return torch.full((count,), -math.inf, dtype=torch.float64).scatter_reduce(0, ms, fitness, "amax")
+        if func == "min":
+            return torch.full((count,), math.inf, dtype=torch.float64).scatter_reduce(0, ms, fitness, "amin")
+        if func == "mean":
+            sums = torch.zeros(count, dtype=torch.float64).index_add(0, ms, fitness)
+            return sums / torch.bincount(ms, minlength=count).clamp(min=1)
+        return torch.stack([fitness[ms == s].median() for s in range(count)])
+
+    def _tell(self, population: NEATPopulation, fitness: torch.Tensor) -> dict[str, float]:
+        # reproduction and speciation make many small tensors that never need autograd
+        with torch.inference_mode():
+            return self._reproduce(population, fitness)
+
+    def _reproduce(self, population: NEATPopulation, fitness: torch.Tensor) -> dict[str, float]:
+        """Stagnation, offspring counts, selection, crossover, mutation, speciation."""
+        p = self.params
+        gen = self.generation
+        child_gen = gen + 1
+        ms = self.member_species
+        count = len(self.species_id)
+        sizes = torch.bincount(ms, minlength=count)
+        # stagnation
+        sf = self._species_fitness(fitness, ms, count)
+        improved = sf > self.species_best
+        self.species_best = torch.where(improved, sf, self.species_best)
+        self.species_last_improved = torch.where(
+            improved, torch.full_like(self.species_last_improved, gen), self.species_last_improved
+        )
+        stagnant = (gen - self.species_last_improved) >= p.max_stagnation
+        if p.species_elitism > 0:
+            top = torch.argsort(sf, descending=True, stable=True)[: p.species_elitism]
+            stagnant[top] = False
+        alive = ~stagnant
+        if not bool(alive.any()):
+            if not p.reset_on_extinction:
+                raise RuntimeError(
+                    f"generation {gen}: every species stagnated (reset_on_extinction = false; "
+                    "set it true or raise species_elitism)"
+                )
+            self.population = self._initial_population(child_gen)
+            self._empty_species()
+            self._speciate(self.population, child_gen)
+            return self._stats(extinct=1.0)
+        # adjusted fitness (explicit fitness sharing) and offspring counts
+        member_alive = alive[ms]
+        f_alive = fitness[member_alive]
+        fmin, fmax = float(f_alive.min()), float(f_alive.max())
+        span = max(1.0, fmax - fmin)
+        mean_f = torch.zeros(count, dtype=torch.float64).index_add(0, ms, fitness) / sizes.clamp(min=1)
+        adjusted = torch.where(alive, (mean_f - fmin) / span, torch.zeros_like(mean_f))
+        total = float(adjusted.sum())
+        if total > 0:
+            target = torch.clamp(adjusted / total * self.population_size, min=float(p.min_species_size))
+        else:
+            target = torch.full((count,), float(p.min_species_size), dtype=torch.float64)
+        raw = p.spawn_smoothing * sizes.double() + (1 - p.spawn_smoothing) * target
+        raw = torch.where(alive, raw.clamp(min=float(p.min_species_size)), torch.zeros_like(raw))
+        spawn = _round_to_total(raw / raw.sum() * self.population_size, self.population_size)
+        # parents: members sorted by species, then fitness (best first)
+        by_fit = torch.argsort(-fitness, stable=True)
+        order = by_fit[torch.argsort(ms[by_fit], stable=True)]
+        offsets = torch.cumsum(sizes, 0) - sizes
+        elites = torch.minimum(torch.minimum(spawn, sizes), torch.full_like(spawn, p.elitism))
+        children = spawn - elites
+        pool = torch.clamp(torch.ceil(p.survival_threshold * sizes.double()).long(), min=2)
+        pool = torch.minimum(pool, sizes).clamp(min=1)
+        sp_e = torch.repeat_interleave(torch.arange(count), elites)
+        rank_e = torch.arange(len(sp_e)) - torch.repeat_interleave(torch.cumsum(elites, 0) - elites, elites)
+        elite_rows = order[offsets[sp_e] + rank_e]
+        sp_c = torch.repeat_interleave(torch.arange(count), children)
+        g = self._gen(child_gen, "parents")
+        k = len(sp_c)
+        i1 = (torch.rand(k, generator=g, dtype=torch.float64) * pool[sp_c]).long()
+        i2 = (torch.rand(k, generator=g, dtype=torch.float64) * pool[sp_c]).long()
+        p1 = order[offsets[sp_c] + torch.minimum(i1, pool[sp_c] - 1)]
+        p2 = order[offsets[sp_c] + torch.minimum(i2, pool[sp_c] - 1)]
+        first = fitness[p1] > fitness[p2]
+        primary = torch.where(first, p1, p2)
+        secondary = torch.where(first, p2, p1)
+        kids = self.crossover(population, primary, secondary, self._gen(child_gen, "crossover"))
+        kids = self.mutate(kids, child_gen)
+        new_pop = cat_populations([population.select(elite_rows), kids]).trimmed()
+        self.population = new_pop
+        self._speciate(new_pop, child_gen)
+        return self._stats()
+
+    def _stats(self, extinct: float = 0.0) -> dict[str, float]:
+        pop = self.population
+        enabled = ((pop.conn_innovation != PAD) & pop.conn_enabled).sum(1).double()
+        return {
+            "num_species": float(len(self.species_id)),
+            "compatibility_threshold": float(self.compatibility_threshold),
+            "mean_nodes": float(pop.node_counts().double().mean()),
+            "mean_connections": float(enabled.mean()),
+            "extinctions": extinct,
+        }
+
+    # -- variation -------------------------------------------------------------------------------
+    def crossover(
+        self, pop: NEATPopulation, primary: torch.Tensor, secondary: torch.Tensor, gen: torch.Generator
+    ) -> NEATPopulation:
+        """Children of (primary = fitter, secondary) aligned by innovation number / node id."""
+        a, b = pop.select(primary), pop.select(secondary)
+        out: dict[str, torch.Tensor] = {}
+        k, c = a.conn_innovation.shape
+        if c:
+            pos = torch.searchsorted(b.conn_innovation, a.conn_innovation).clamp(max=c - 1)
+            match = (b.conn_innovation.gather(1, pos) == a.conn_innovation) & (a.conn_innovation != PAD)
+            take_w = match & (torch.rand(k, c, generator=gen) < 0.5)
+            out["conn_weight"] = torch.where(take_w, b.conn_weight.gather(1, pos), a.conn_weight)
+            either_off = ~a.conn_enabled | (match & ~b.conn_enabled.gather(1, pos))
+            stays_on = torch.rand(k, c, generator=gen) >= self.params.crossover_disabled_rate
+            out["conn_enabled"] = torch.where(either_off, stays_on, a.conn_enabled) & (
+                a.conn_innovation != PAD
+            )
+        k, n = a.node_key.shape
+        if n:
+            pos = torch.searchsorted(b.node_key, a.node_key).clamp(max=n - 1)
+            match = (b.node_key.gather(1, pos) == a.node_key) & (a.node_key != PAD)
+            for name in ("node_bias", "node_response", "node_activation", "node_aggregation"):
+                take = match & (torch.rand(k, n, generator=gen) < 0.5)
+                out[name] = torch.where(take, getattr(b, name).gather(1, pos), getattr(a, name))
+        return a.replace(**out)
+
+    def mutate(self, pop: NEATPopulation, generation: int) -> NEATPopulation:
+        """Structural mutations (add/delete node, add/delete connection), then attribute mutations."""
+        p = self.params
+        k = len(pop)
+        g = self._gen(generation, "structure")
+        self._pairs_key = torch.zeros(0, dtype=torch.long)
+        self._pairs_innov = torch.zeros(0, dtype=torch.long)
+        if p.single_structural_mutation:
+            probs = [p.node_add_prob, p.node_delete_prob, p.conn_add_prob, p.conn_delete_prob]
+            div = max(1.0, sum(probs))
+            r = torch.rand(k, generator=g)
+            edges = torch.tensor([0.0, *probs]).cumsum(0) / div
+            do = [(r >= edges[i]) & (r < edges[i + 1]) for i in range(4)]
+        else:
+            do = [torch.rand(k, generator=g) < q for q in (p.node_add_prob, p.node_delete_prob)]
+            do += [torch.rand(k, generator=g) < q for q in (p.conn_add_prob, p.conn_delete_prob)]
+        self._unsorted = False
+        pop = self._add_node(pop, do[0], g)
+        pop = self._delete_node(pop, do[1], g)
+        pop = self._add_connection(pop, do[2], g)
+        pop = self._delete_connection(pop, do[3], g)
+        if self._unsorted:
+            pop = pop.sort_genes()
+        return self._mutate_attributes(pop, self._gen(generation, "attributes"))
+
+    def _register_pairs(self, keys: torch.Tensor, innovs: torch.Tensor) -> None:
+        key = torch.cat([self._pairs_key, keys])
+        inn = torch.cat([self._pairs_innov, innovs])
+        order = torch.argsort(key, stable=True)
+        self._pairs_key, self._pairs_innov = key[order], inn[order]
+
+    def _add_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        k = len(pop)
+        live = (pop.conn_innovation != PAD) & pop.conn_enabled
+        j, has = _choose(live, g)
+        bias = self._float_init("bias", (k,), g)
+        resp = self._float_init("response", (k,), g)
+        do = rows & has
+        if not bool(do.any()):
+            return pop
+        ar = torch.arange(k)
+        split = pop.conn_innovation[ar, j]
+        uniq, inv = torch.unique(torch.where(do, split, torch.full_like(split, PAD)), return_inverse=True)
+        n_new = int((uniq != PAD).sum())
+        new_id = self.next_node_id + inv
+        in_innov = self.next_innovation + 2 * inv
+        out_innov = in_innov + 1
+        src, dst, w = pop.conn_in[ar, j], pop.conn_out[ar, j], pop.conn_weight[ar, j]
+        sel = do.nonzero().squeeze(1)
+        self._register_pairs(
+            torch.cat([src[sel] * _PAIR + new_id[sel], new_id[sel] * _PAIR + dst[sel]]),
+            torch.cat([in_innov[sel], out_innov[sel]]),
+        )
+        self.next_node_id += n_new
+        self.next_innovation += 2 * n_new
+        enabled = pop.conn_enabled.clone()
+        enabled[sel, j[sel]] = False
+        pop = pop.replace(conn_enabled=enabled)
+        act = torch.full((k,), self.act_default, dtype=torch.long)
+        pop = _insert(
+            pop,
+            do,
+            "node",
+            {
+                "node_key": new_id,
+                "node_bias": bias,
+                "node_response": resp,
+                "node_activation": act,
+                "node_aggregation": torch.full((k,), self.agg_default, dtype=torch.long),
+            },
+        )
+        on = torch.ones(k, dtype=torch.bool)
+        pop = _insert(
+            pop,
+            do,
+            "conn",
+            {
+                "conn_innovation": in_innov,
+                "conn_in": src,
+                "conn_out": new_id,
+                "conn_weight": torch.ones(k),
+                "conn_enabled": on,
+            },
+        )
+        pop = _insert(
+            pop,
+            do,
+            "conn",
+            {
+                "conn_innovation": out_innov,
+                "conn_in": new_id,
+                "conn_out": dst,
+                "conn_weight": w,
+                "conn_enabled": on,
+            },
+        )
+        return pop
+
+    def _delete_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        hidden = (pop.node_key != PAD) & (pop.node_key >= self.num_inputs + self.num_outputs)
+        j, has = _choose(hidden, g)
+        do = rows & has
+        if not bool(do.any()):
+            return pop
+        k, n = pop.node_key.shape
+        victim = torch.where(do, pop.node_key[torch.arange(k), j], torch.full((k,), -2))
+        node_mask = torch.zeros(k, n, dtype=torch.bool)
+        node_mask[torch.arange(k)[do], j[do]] = True
+        pop = _clear(pop, node_mask, "node")
+        touch = (pop.conn_in == victim[:, None]) | (pop.conn_out == victim[:, None])
+        pop = _clear(pop, touch & (pop.conn_innovation != PAD), "conn")
+        return pop.sort_genes()  # add_connection needs compact, sorted rows
+
+    def _reaches(self, pop: NEATPopulation, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Whether a path (over all connections, enabled or not) leads from ``start`` to ``goal``."""
+        k, n = pop.node_key.shape
+        width = self.num_inputs + n + 1
+        src, src_ok = node_slots(pop, pop.conn_in)
+        dst, dst_ok = node_slots(pop, pop.conn_out)
+        ok = (pop.conn_innovation != PAD) & src_ok & dst_ok
+        dst = torch.where(ok, dst, torch.full_like(dst, width - 1))
+        s_slot, _ = node_slots(pop, start.unsqueeze(1))
+        g_slot, _ = node_slots(pop, goal.unsqueeze(1))
+        reach = torch.zeros(k, width)
+        reach.scatter_(1, s_slot, 1.0)
+        for _ in range(width + 1):
+            spread = reach.gather(1, src) * ok
+            new = reach.scatter_reduce(1, dst, spread, "amax", include_self=True)
+            new[:, width - 1] = 0
+            if torch.equal(new, reach):
+                break
+            reach = new
+        return reach.gather(1, g_slot).squeeze(1) > 0
+
+    def _add_connection(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        p = self.params
+        k, n = pop.node_key.shape
+        num_in, num_out = self.num_inputs, self.num_outputs
+        nodes_ok = pop.node_key != PAD
+        si, has_s = _choose(torch.cat([torch.ones(k, num_in, dtype=torch.bool), nodes_ok], 1), g)
+        di, has_d = _choose(nodes_ok, g)
+        weight = self._float_init("weight", (k,), g)
+        ok = rows & has_s & has_d
+        if not bool(ok.any()):
+            return pop
+        ar = torch.arange(k)
+        src = torch.where(si < num_in, si, pop.node_key[ar, (si - num_in).clamp(min=0, max=max(n - 1, 0))])
+        dst = pop.node_key[ar, di]
+        is_out = lambda t: (t >= num_in) & (t < num_in + num_out)  # noqa: E731
+        if p.feed_forward:
+            ok &= ~(is_out(src) & is_out(dst))
+            ok &= src != dst
+            check = ok & (src >= num_in)
+            if bool(check.any()):
+                idx = check.nonzero().squeeze(1)
+                cyc = self._reaches(pop.select(idx), dst[idx], src[idx])
+                ok[idx[cyc]] = False
+        same = (pop.conn_in == src[:, None]) & (pop.conn_out == dst[:, None]) & (pop.conn_innovation != PAD)
+        exists = same.any(1)
+        if self.surer:
+            pop = pop.replace(conn_enabled=pop.conn_enabled | (same & (ok & exists)[:, None]))
+        new = ok & ~exists
+        if not bool(new.any()):
+            return pop
+        key = src * _PAIR + dst
+        innov = torch.full((k,), PAD, dtype=torch.long)
+        if self._pairs_key.numel():
+            pos = torch.searchsorted(self._pairs_key, key).clamp(max=self._pairs_key.numel() - 1)
+            known = (self._pairs_key[pos] == key) & new
+            innov = torch.where(known, self._pairs_innov[pos], innov)
+            self._unsorted |= bool(known.any())  # a reused innovation may be below this row's newest
+        fresh = new & (innov == PAD)
+        if bool(fresh.any()):
+            uniq, inv = torch.unique(key[fresh], return_inverse=True)
+            innov[fresh] = self.next_innovation + inv
+            self._register_pairs(uniq, self.next_innovation + torch.arange(len(uniq)))
+            self.next_innovation += len(uniq)
+        pop = _insert(
+            pop,
+            new,
+            "conn",
+            {
+                "conn_innovation": innov,
+                "conn_in": src,
+                "conn_out": dst,
+                "conn_weight": weight,
+                "conn_enabled": torch.full((k,), p.enabled_default, dtype=torch.bool),
+            },
+        )
+        return pop.sort_genes()
+
+    def _delete_connection(
+        self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator
+    ) -> NEATPopulation:
+        live = pop.conn_innovation != PAD
+        j, has = _choose(live, g)
+        do = rows & has
+        if not bool(do.any()):
+            return pop
+        k, c = live.shape
+        mask = torch.zeros(k, c, dtype=torch.bool)
+        mask[torch.arange(k)[do], j[do]] = True
+        self._unsorted = True
+        return _clear(pop, mask, "conn")
+
+    def _mutate_attributes(self, pop: NEATPopulation, g: torch.Generator) -> NEATPopulation:
+        p = self.params
+        node_ok = pop.node_key != PAD
+        conn_ok = pop.conn_innovation != PAD
+        out: dict[str, torch.Tensor] = {}
+        w = self._float_mutate("weight", pop.conn_weight, g)
+        out["conn_weight"] = torch.where(conn_ok, w, torch.zeros_like(w))
+        r = torch.rand(pop.conn_enabled.shape, generator=g)
+        coin = torch.rand(pop.conn_enabled.shape, generator=g) < 0.5
+        rate = p.enabled_mutate_rate + torch.where(
+            pop.conn_enabled,
+            torch.full_like(r, p.enabled_rate_to_false_add),
+            torch.full_like(r, p.enabled_rate_to_true_add),
+        )
+        out["conn_enabled"] = torch.where(r < rate, coin, pop.conn_enabled) & conn_ok
+        b = self._float_mutate("bias", pop.node_bias, g)
+        out["node_bias"] = torch.where(node_ok, b, torch.zeros_like(b))
+        if p.response_mutate_rate > 0 or p.response_replace_rate > 0:
+            resp = self._float_mutate("response", pop.node_response, g)
+            out["node_response"] = torch.where(node_ok, resp, torch.zeros_like(resp))
+        shape = pop.node_key.shape
+        if p.activation_mutate_rate > 0:
+            r = torch.rand(shape, generator=g)
+            pick = self.act_options[torch.randint(len(self.act_options), shape, generator=g)]
+            change = (r < p.activation_mutate_rate) & node_ok
+            if self.output_activation is not None:
+                change &= pop.node_key >= self.num_inputs + self.num_outputs
+            out["node_activation"] = torch.where(change, pick, pop.node_activation)
+        if p.aggregation_mutate_rate > 0:
+            r = torch.rand(shape, generator=g)
+            pick = self.agg_options[torch.randint(len(self.agg_options), shape, generator=g)]
+            change = (r < p.aggregation_mutate_rate) & node_ok
+            out["node_aggregation"] = torch.where(change, pick, pop.node_aggregation)
+        return pop.replace(**out)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        assert self.representatives is not None
+        return {
+            "population": self.population.state(),
+            "member_species": self.member_species.clone(),
+            "species": {
+                "id": self.species_id.clone(),
+                "created": self.species_created.clone(),
+                "last_improved": self.species_last_improved.clone(),
+                "best_fitness": self.species_best.clone(),
+                "representatives": self.representatives.state(),
+            },
+            "next_node_id": int(self.next_node_id),
+            "next_innovation": int(self.next_innovation),
+            "next_species_id": int(self.next_species_id),
+            "compatibility_threshold": float(self.compatibility_threshold),
+            "species_history": [dict(h) for h in self.species_history],
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.population = NEATPopulation.from_state(state["population"])
+        self.member_species = torch.as_tensor(state["member_species"]).long()
+        sp = state["species"]
+        self.species_id = torch.as_tensor(sp["id"]).long()
+        self.species_created = torch.as_tensor(sp["created"]).long()
+        self.species_last_improved = torch.as_tensor(sp["last_improved"]).long()
+        self.species_best = torch.as_tensor(sp["best_fitness"]).double()
+        self.representatives = NEATPopulation.from_state(sp["representatives"])
+        self.next_node_id = int(state["next_node_id"])
+        self.next_innovation = int(state["next_innovation"])
+        self.next_species_id = int(state["next_species_id"])
+        self.compatibility_threshold = float(state["compatibility_threshold"])
+        self.species_history = [dict(h) for h in state["species_history"]]
+
+    @property
+    def species_sizes(self) -> dict[int, int]:
+        """Current species id -> member count."""
+        sizes = torch.bincount(self.member_species, minlength=len(self.species_id))
+        return dict(zip(self.species_id.tolist(), sizes.tolist(), strict=True))
+
+
+def _round_to_total(quota: torch.Tensor, total: int) -> torch.Tensor:
+    """Integers summing to ``total`` (largest remainder; ties to the lower index)."""
+    base = torch.floor(quota).long()
+    left = total - int(base.sum())
+    if left > 0:
+        frac = quota - base.double()
+        order = torch.argsort(-frac, stable=True)[:left]
+        base[order] += 1
+    elif left < 0:
+        order = torch.argsort(-base.double(), stable=True)[:-left]
+        base[order] -= 1
+    return base

@@ -1,0 +1,248 @@
+"""``ControlTask``: fitness = mean return over E episodes of a native batched environment.
+
+All ``P x E`` episodes run as one batch of ``N = P * E`` environment rows (row ``p * E + e``
+is member p's episode e). Every member sees the same E initial states in a generation
+(common random numbers), drawn from the key ``(seed, generation, stream, "episodes")``, so a
+resumed run replays the same episodes. ``validate`` uses the distinct purpose
+``"validation"``: held-out initial states that training never sees.
+
+Finished episodes are masked; when a tensor population has at most half its members still
+running, the finished members are dropped from the batch (their rows and parameter rows),
+which is what makes early-failing populations cheap (not for stateful phenotypes, those with
+``reset_state(population)``, which is called at the start of every rollout).
+``Fitness.steps`` counts only the env steps of running episodes.
+
+Observation normalisation (on by default) follows OpenAI-ES: statistics frozen during an
+evaluation, then updated with every observation a policy was fed; they live in
+``state_dict()`` so a resumed run continues with the same statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from neuroevo.core import random as nrandom
+from neuroevo.core.errors import ConfigError
+from neuroevo.core.types import Fitness
+from neuroevo.tasks.base import Task, TaskParams
+from neuroevo.tasks.control.base import BatchedEnv
+from neuroevo.tasks.control.envs import ENVS, make_env
+from neuroevo.tasks.control.normalization import RunningObsNorm
+from neuroevo.tasks.control.policy import as_population, map_actions, population_size
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class ControlParams(TaskParams):
+    env: str = Field("CartPole-v1", description=f"environment id; one of {', '.join(ENVS)}")
+    episodes: int = Field(5, ge=1, description="episodes per member; fitness is their mean return")
+    max_steps: int | None = Field(None, ge=1, description="episode step limit; default: the env's own")
+    normalize_obs: bool = Field(True, description="running mean/std observation normalisation (OpenAI-ES)")
+    deterministic: bool = Field(True, description="argmax / tanh-mean actions; false samples actions")
+    action_noise: float = Field(0.1, ge=0, description="pre-tanh Gaussian std when deterministic = false")
+    eval_episodes: int = Field(100, ge=1, description="held-out episodes run by validate()")
+    dtype: Literal["float32", "float64"] = Field("float32", description="env and observation precision")
+
+    @field_validator("env")
+    @classmethod
+    def _known_env(cls, value: str) -> str:
+        if value not in ENVS:
+            raise ValueError(f"unknown env {value!r}; allowed: {', '.join(ENVS)}")
+        return value
+
+
+@dataclass
+class Rollout:
+    """Per-episode results of one batched rollout, ``[P, E]`` each, plus observation statistics."""
+
+    returns: torch.Tensor
+    lengths: torch.Tensor
+    steps: int
+    obs_count: float
+    obs_sum: torch.Tensor
+    obs_sumsq: torch.Tensor
+
+
+class ControlTask(Task):
+    """Mean return of each member over ``episodes`` episodes of a native batched env (see module doc)."""
+
+    name = "control"
+    Params = ControlParams
+
+    def __init__(
+        self,
+        env: str = "CartPole-v1",
+        episodes: int = 5,
+        max_steps: int | None = None,
+        normalize_obs: bool = True,
+        deterministic: bool = True,
+        action_noise: float = 0.1,
+        eval_episodes: int = 100,
+        dtype: str | torch.dtype = "float32",
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        compact: bool = True,
+    ):
+        if env not in ENVS:
+            raise ConfigError(f"task.env = {env!r}; allowed: {', '.join(ENVS)}")
+        if isinstance(dtype, str):
+            if dtype not in DTYPES:
+                raise ConfigError(f"task.dtype = {dtype!r}; allowed: {', '.join(DTYPES)}")
+            dtype = DTYPES[dtype]
+        if episodes < 1 or eval_episodes < 1:
+            raise ConfigError(f"task.episodes = {episodes}, eval_episodes = {eval_episodes}; allowed: >= 1")
+        self.env_id = env
+        self.episodes = int(episodes)
+        self.max_steps = None if max_steps is None else int(max_steps)
+        self.deterministic = bool(deterministic)
+        self.action_noise = float(action_noise)
+        self.eval_episodes = int(eval_episodes)
+        self.dtype = dtype
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.compact = bool(compact)
+        self.env = self.make_env()
+        self.in_features = self.env.obs_dim
+        self.out_features = self.env.num_actions if self.env.discrete else self.env.action_dim
+        self.obs_norm = RunningObsNorm(self.env.obs_dim, enabled=normalize_obs, device=self.device)
+        if not self.env.discrete:
+            self.action_low = torch.tensor(self.env.action_low, dtype=dtype, device=self.device)
+            self.action_high = torch.tensor(self.env.action_high, dtype=dtype, device=self.device)
+
+    def make_env(self) -> BatchedEnv:
+        """A fresh batched environment with this task's step limit, dtype and device."""
+        return make_env(self.env_id, max_episode_steps=self.max_steps, dtype=self.dtype, device=self.device)
+
+    def initial_states(self, episodes: int, generation: int, stream: int, purpose: str) -> torch.Tensor:
+        """``[episodes, S]`` initial states keyed by ``(seed, generation, stream, purpose)``."""
+        gen = nrandom.member_generator(self.seed, generation, stream, purpose)
+        return self.env.sample_initial_states(episodes, gen)
+
+    # -- the rollout ------------------------------------------------------------------------------
+    def rollout(
+        self,
+        phenotype: Any,
+        population: Any,
+        initial_states: torch.Tensor,
+        *,
+        action_generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """Run every member from each of ``initial_states[E, S]`` until all episodes end.
+
+        Uses the current (frozen) observation statistics and does not update them.
+        """
+        members = population_size(population)
+        episodes = int(initial_states.shape[0])
+        env = self.make_env()
+        obs = env.reset(initial_states.repeat(members, 1))
+        n = members * episodes
+        dev, dtype = self.device, self.dtype
+        returns = torch.zeros(n, dtype=torch.float64, device=dev)
+        lengths = torch.zeros(n, dtype=torch.long, device=dev)
+        rows = torch.arange(n, device=dev)
+        active = torch.ones(n, dtype=torch.bool, device=dev)
+        obs_count = torch.zeros((), dtype=torch.float64, device=dev)
+        obs_sum = torch.zeros(env.obs_dim, dtype=torch.float64, device=dev)
+        obs_sumsq = torch.zeros(env.obs_dim, dtype=torch.float64, device=dev)
+        frozen = self.obs_norm.frozen(dtype)
+        reset_state = getattr(phenotype, "reset_state", None)
+        if callable(reset_state):  # recurrent phenotypes: every episode starts from a clean state
+            reset_state(population)
+        can_compact = (
+            self.compact
+            and not callable(reset_state)
+            and isinstance(population, torch.Tensor)
+            and population.dim() == 2
+        )
+        pop, alive = population, members
+        steps = 0
+        with torch.no_grad():
+            for _ in range(env.max_steps):
+                if self.obs_norm.enabled:
+                    mask = active.unsqueeze(1).to(torch.float64)
+                    obs64 = obs.to(torch.float64) * mask
+                    obs_count += mask.sum()
+                    obs_sum += obs64.sum(0)
+                    obs_sumsq += (obs64 * obs64).sum(0)
+                x = self.obs_norm.normalize(obs, frozen).view(alive, episodes, -1)
+                out = phenotype.forward(pop, x).reshape(alive * episodes, -1)
+                if env.discrete:
+                    actions = map_actions(
+                        out,
+                        num_actions=env.num_actions,
+                        deterministic=self.deterministic,
+                        generator=action_generator,
+                    )
+                else:
+                    actions = map_actions(
+                        out,
+                        low=self.action_low,
+                        high=self.action_high,
+                        deterministic=self.deterministic,
+                        action_noise=self.action_noise,
+                        generator=action_generator,
+                    )
+                obs, reward, terminated, truncated = env.step(actions, active)
+                returns.index_add_(0, rows, reward.to(torch.float64))
+                lengths.index_add_(0, rows, active.long())
+                steps += int(active.sum())
+                active = active & ~(terminated | truncated)
+                running = active.view(alive, episodes).any(1)
+                still = int(running.sum())
+                if still == 0:
+                    break
+                if can_compact and still <= alive // 2:
+                    keep = running.repeat_interleave(episodes)
+                    pop = pop[running]
+                    env.select(keep)
+                    obs, active, rows = obs[keep], active[keep], rows[keep]
+                    alive = still
+        return Rollout(
+            returns=returns.view(members, episodes),
+            lengths=lengths.view(members, episodes),
+            steps=steps,
+            obs_count=float(obs_count),
+            obs_sum=obs_sum,
+            obs_sumsq=obs_sumsq,
+        )
+
+    # -- the Task contract --------------------------------------------------------------------------
+    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
+        """Mean return over ``episodes`` episodes per member; updates the observation statistics after."""
+        init = self.initial_states(self.episodes, generation, stream, "episodes")
+        action_gen = None
+        if not self.deterministic:
+            action_gen = nrandom.member_generator(self.seed, generation, stream, "actions")
+        result = self.rollout(phenotype, population, init, action_generator=action_gen)
+        self.obs_norm.update(result.obs_count, result.obs_sum, result.obs_sumsq)
+        values = result.returns.mean(1)
+        return Fitness(
+            values=values,
+            steps=result.steps,
+            metrics={"episode_length_mean": float(result.lengths.double().mean())},
+        )
+
+    def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
+        """Return of one member over ``eval_episodes`` held-out episodes (statistics not updated)."""
+        init = self.initial_states(self.eval_episodes, 0, 0, "validation")
+        action_gen = None
+        if not self.deterministic:
+            action_gen = nrandom.member_generator(self.seed, 0, 0, "validation_actions")
+        result = self.rollout(phenotype, as_population(params), init, action_generator=action_gen)
+        returns = result.returns[0]
+        return {
+            "eval_return_mean": float(returns.mean()),
+            "eval_return_std": float(returns.std(unbiased=False)),
+            "eval_length_mean": float(result.lengths[0].double().mean()),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs_norm": self.obs_norm.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "obs_norm" in state:
+            self.obs_norm.load_state_dict(state["obs_norm"])
