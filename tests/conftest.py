@@ -7,7 +7,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(autouse=True)
-def _deterministic_threads():
-    """Tests must not depend on the thread count; keep it small on the 2-core CI machine."""
-    torch.set_num_threads(2)
+def _one_thread():
+    """Test workloads are small: one intra-op thread is faster for them and never oversubscribes CI."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(previous)

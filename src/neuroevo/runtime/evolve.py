@@ -132,10 +132,11 @@ def evolve(
             t0 = time.perf_counter()
             population = strategy.ask()
             fitness = _evaluate(executor, task, phenotype, population, generation)
-            stats = strategy.tell(fitness)
-            _reevaluate(strategy, executor, task, phenotype, generation)
+            stats = dict(strategy.tell(fitness) or {})
+            reeval_stats, reeval_count = _reevaluate(strategy, executor, task, phenotype, generation)
+            stats.update(reeval_stats)
             n_members = int(fitness.values.numel())
-            evaluations += n_members
+            evaluations += n_members + reeval_count
             steps += int(fitness.steps)
             gen_best, gen_mean, gen_std = _finite_stats(fitness.values)
             best = strategy.best
@@ -163,7 +164,8 @@ def evolve(
             if run is not None:
                 run.append_metrics(line)
                 if best is not None and best_written != (best.fitness, best.generation):
-                    run.write_best(phenotype, best, {"validation": validation})
+                    genome = getattr(strategy, "best_genome", None)
+                    run.write_best(phenotype, best, {"validation": validation}, genome=genome)
                     best_written = (best.fitness, best.generation)
             if bar is not None:
                 bar.update(line)
@@ -212,20 +214,26 @@ def _evaluate(
     return fitness
 
 
-def _reevaluate(strategy: Any, executor: Executor, task: Any, phenotype: Any, generation: int) -> None:
-    """Deep GA's elite re-evaluation: extra evaluation streams for the strategy's candidates."""
+def _reevaluate(
+    strategy: Any, executor: Executor, task: Any, phenotype: Any, generation: int
+) -> tuple[dict[str, float], int]:
+    """Deep GA's elite re-evaluation: extra evaluation streams for the strategy's candidates.
+
+    Returns the strategy's stats and the number of extra member evaluations.
+    """
     request = getattr(strategy, "reevaluation_request", None)
-    if not callable(request):
-        return
-    wanted = request()
+    wanted = request() if callable(request) else None
     if wanted is None:
-        return
+        return {}, 0
     candidates, streams = wanted
-    total = None
+    total, count = None, 0
     for stream in range(1, int(streams) + 1):
         values = _evaluate(executor, task, phenotype, candidates, generation, stream).values.to(torch.float64)
         total = values if total is None else total + values
-    strategy.tell_reevaluation(total / int(streams))
+        count += int(values.numel())
+    if total is None:
+        return {}, 0
+    return dict(strategy.tell_reevaluation(total / int(streams)) or {}), count
 
 
 def _write_report(run: RunDir, metrics: list[dict[str, Any]], strategy: Any, task: Any) -> None:

@@ -29,8 +29,13 @@ def load_best_module(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]
     """
     spec, tensors = load_best(path)
     phenotype = phenotype_from_spec(spec["network"])
+    genome_file = _best_folder(path) / "genome.json"
     if "member" in spec and hasattr(phenotype, "member_from_spec"):
         member = phenotype.member_from_spec(spec["member"])
+    elif genome_file.is_file():  # a seed chain: rebuild the weights from it alone
+        from neuroevo.strategies import reconstruct
+
+        member = reconstruct(json.loads(genome_file.read_text()))
     elif "params" in tensors:
         member = tensors["params"]
     else:
@@ -38,6 +43,11 @@ def load_best_module(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]
     module = phenotype.to_module(member)
     module.eval()
     return module, spec
+
+
+def _best_folder(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "best" if (path / "best").is_dir() else path
 
 
 def describe_best(path: str | Path) -> str:

@@ -129,8 +129,14 @@ class RunDir:
         return None
 
     # -- best network -------------------------------------------------------------------------
-    def write_best(self, phenotype: Any, best: Any, extra: dict[str, Any]) -> None:
-        """``best/params.safetensors`` (flat params + named layers) and ``best/network.json`` (spec)."""
+    def write_best(self, phenotype: Any, best: Any, extra: dict[str, Any], genome: Any = None) -> None:
+        """``best/params.safetensors`` (flat params + named layers) and ``best/network.json`` (spec).
+
+        A seed-chain strategy also gives its ``genome`` (JSON), written to ``best/genome.json``:
+        the weights can be rebuilt from it alone (``neuroevo best --export`` does).
+        """
+        if genome is not None:
+            atomic_write_text(self.best / "genome.json", json.dumps(genome))
         tensors: dict[str, torch.Tensor] = {}
         if isinstance(best.params, torch.Tensor):
             tensors["params"] = best.params.detach().to("cpu").clone()
@@ -156,4 +162,8 @@ def load_best(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
         path = path / "best"
     if not (path / "network.json").is_file():
         raise ConfigError(f"{path} holds no best network (no network.json); run `neuroevo run` first")
-    return json.loads((path / "network.json").read_text()), load_file(str(path / "params.safetensors"))
+    params = path / "params.safetensors"
+    tensors = (
+        load_file(str(params)) if params.is_file() else {}
+    )  # a seed-chain best may carry only genome.json
+    return json.loads((path / "network.json").read_text()), tensors
