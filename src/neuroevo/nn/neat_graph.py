@@ -97,6 +97,13 @@ class NEATPopulation:
     def __len__(self) -> int:
         return int(self.node_key.shape[0])
 
+    def __getitem__(self, index: int | slice | torch.Tensor | list[int]) -> Any:
+        """``pop[i]`` is genome i as a dict; ``pop[a:b]`` / ``pop[index_tensor]`` a sub-population
+        (what an executor sharding the population across workers needs)."""
+        if isinstance(index, int):
+            return self.genome(index)
+        return self.select(index)
+
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
         return {name: getattr(self, name) for name in NODE_FIELDS + CONN_FIELDS}
@@ -113,10 +120,11 @@ class NEATPopulation:
         )
 
     def select(self, rows: torch.Tensor | slice | list[int]) -> NEATPopulation:
-        """The genomes at ``rows`` (an index tensor, list or slice)."""
+        """The genomes at ``rows`` (an index tensor or list, a boolean mask, or a slice)."""
         if isinstance(rows, slice):
             return self.replace(**{k: v[rows] for k, v in self.tensors.items()})
-        index = torch.as_tensor(rows, dtype=torch.long)
+        index = torch.as_tensor(rows)
+        index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
         return self.replace(**{k: v.index_select(0, index) for k, v in self.tensors.items()})
 
     def node_counts(self) -> torch.Tensor:
@@ -361,13 +369,17 @@ class CompiledNEAT:
 
 def node_slots(pop: NEATPopulation, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Slot of each node id in ``ids[P, K]`` and whether that node exists in its genome."""
-    num_in = pop.num_inputs
-    n = pop.node_key.shape[1]
+    return slots_of(pop.node_key, pop.num_inputs, ids)
+
+
+def slots_of(node_key: torch.Tensor, num_in: int, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``node_slots`` on bare tensors: ``node_key[P, N]`` sorted rows, node ``ids[P, K]``."""
+    n = node_key.shape[1]
     if n == 0:
         found = (ids >= 0) & (ids < num_in)
         return torch.where(found, ids, torch.zeros_like(ids)), found
-    pos = torch.searchsorted(pop.node_key, ids.contiguous()).clamp(max=n - 1)
-    hit = pop.node_key.gather(1, pos) == ids
+    pos = torch.searchsorted(node_key, ids.contiguous()).clamp(max=n - 1)
+    hit = node_key.gather(1, pos) == ids
     is_input = (ids >= 0) & (ids < num_in)
     slot = torch.where(is_input, ids, num_in + pos)
     return torch.where(is_input | hit, slot, torch.zeros_like(slot)), is_input | hit
@@ -861,15 +873,22 @@ register_network("neat", NEATNetworkParams, build_neat)
 
 __all__ = [
     "AGGREGATIONS",
+    "CONN_FIELDS",
+    "GENE_FILL",
+    "NODE_FIELDS",
     "PAD",
     "CompiledNEAT",
     "NEATModule",
     "NEATNetworkParams",
     "NEATPhenotype",
     "NEATPopulation",
+    "aggregation_index",
     "as_population",
+    "build_neat",
     "compile_population",
     "genome_from_json",
     "genome_to_json",
+    "node_slots",
     "run_compiled",
+    "slots_of",
 ]

@@ -63,7 +63,7 @@ from neuroevo.nn.neat_graph import (
     PAD,
     NEATPopulation,
     aggregation_index,
-    node_slots,
+    slots_of,
 )
 from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
 
@@ -971,16 +971,21 @@ class NEAT(Strategy):
         pop = _clear(pop, touch & (pop.conn_innovation != PAD), "conn")
         return pop.sort_genes()  # add_connection needs compact, sorted rows
 
-    def _reaches(self, pop: NEATPopulation, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        """Whether a path (over all connections, enabled or not) leads from ``start`` to ``goal``."""
-        k, n = pop.node_key.shape
+    def _reaches(self, pop: NEATPopulation, rows: torch.Tensor, start: torch.Tensor, goal: torch.Tensor):
+        """For genomes ``rows``: whether a path (over all connections, enabled or not) leads
+        from node ``start`` to node ``goal``."""
+        node_key = pop.node_key.index_select(0, rows)
+        conn_in = pop.conn_in.index_select(0, rows)
+        conn_out = pop.conn_out.index_select(0, rows)
+        live = pop.conn_innovation.index_select(0, rows) != PAD
+        k, n = node_key.shape
         width = self.num_inputs + n + 1
-        src, src_ok = node_slots(pop, pop.conn_in)
-        dst, dst_ok = node_slots(pop, pop.conn_out)
-        ok = (pop.conn_innovation != PAD) & src_ok & dst_ok
+        src, src_ok = slots_of(node_key, self.num_inputs, conn_in)
+        dst, dst_ok = slots_of(node_key, self.num_inputs, conn_out)
+        ok = live & src_ok & dst_ok
         dst = torch.where(ok, dst, torch.full_like(dst, width - 1))
-        s_slot, _ = node_slots(pop, start.unsqueeze(1))
-        g_slot, _ = node_slots(pop, goal.unsqueeze(1))
+        s_slot, _ = slots_of(node_key, self.num_inputs, start.unsqueeze(1))
+        g_slot, _ = slots_of(node_key, self.num_inputs, goal.unsqueeze(1))
         reach = torch.zeros(k, width)
         reach.scatter_(1, s_slot, 1.0)
         for _ in range(width + 1):
@@ -1013,7 +1018,7 @@ class NEAT(Strategy):
             check = ok & (src >= num_in)
             if bool(check.any()):
                 idx = check.nonzero().squeeze(1)
-                cyc = self._reaches(pop.select(idx), dst[idx], src[idx])
+                cyc = self._reaches(pop, idx, dst[idx], src[idx])
                 ok[idx[cyc]] = False
         same = (pop.conn_in == src[:, None]) & (pop.conn_out == dst[:, None]) & (pop.conn_innovation != PAD)
         exists = same.any(1)
@@ -1099,6 +1104,19 @@ class NEAT(Strategy):
         return pop.replace(**out)
 
     # -- checkpoints -----------------------------------------------------------------------------
+    def write_report(self, folder: Any) -> None:
+        """For the run's report folder: species sizes per generation and the best genome (SVG, PNG)."""
+        from pathlib import Path
+
+        from neuroevo.nn.neat_draw import draw_genome, plot_species
+
+        folder = Path(folder)
+        if self.species_history:
+            plot_species(self, folder / "species.png")
+        if self.best is not None:
+            for suffix in ("svg", "png"):
+                draw_genome(self.best.params, folder / f"best_genome.{suffix}", title="best genome")
+
     def _state(self) -> dict[str, Any]:
         assert self.representatives is not None
         return {

@@ -1,0 +1,290 @@
+"""NEAT on XOR: neuroevo vs neat-python 2.0.0, same machine, same run of this script.
+
+Measures milliseconds per generation (evaluation + reproduction + speciation) at population
+sizes 150, 1,000 and 10,000, and XOR success rate / median generations over N seeds
+(population 150, fitness 4 - sum of squared errors, solved at >= 3.9, as neat-python's XOR
+example). Both libraries get the same settings: neat-python's documented XOR example config
+(written below as an INI file) with conn_delete_prob = node_delete_prob = 0 (neuroevo's
+defaults); neat-python is also run with the example's own 0.5 / 0.2 deletion rates for the
+success table. neuroevo uses ``activation = neat_sigmoid`` (sigmoid(4.9 z)), neat-python its
+``sigmoid`` (sigmoid(5 z)).
+
+Run in the benchmark environment:  .bench-venv/bin/python benchmarks/neat_vs_neat_python.py
+Quick check:                        ... --sizes 150 --seeds 3 --time-generations 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+XOR_IN = [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)]
+XOR_OUT = [0.0, 1.0, 1.0, 0.0]
+THRESHOLD = 3.9
+
+INI = """
+[NEAT]
+fitness_criterion     = max
+fitness_threshold     = {threshold}
+pop_size              = {pop_size}
+reset_on_extinction   = False
+no_fitness_termination = {no_termination}
+
+[DefaultGenome]
+activation_default      = sigmoid
+activation_mutate_rate  = 0.0
+activation_options      = sigmoid
+aggregation_default     = sum
+aggregation_mutate_rate = 0.0
+aggregation_options     = sum
+bias_init_mean          = 0.0
+bias_init_stdev         = 1.0
+bias_max_value          = 30.0
+bias_min_value          = -30.0
+bias_mutate_power       = 0.5
+bias_mutate_rate        = 0.7
+bias_replace_rate       = 0.1
+compatibility_disjoint_coefficient = 1.0
+compatibility_weight_coefficient   = 0.5
+conn_add_prob           = 0.5
+conn_delete_prob        = {conn_delete}
+enabled_default         = True
+enabled_mutate_rate     = 0.01
+feed_forward            = True
+initial_connection      = full
+node_add_prob           = 0.2
+node_delete_prob        = {node_delete}
+num_hidden              = 0
+num_inputs              = 2
+num_outputs             = 1
+response_init_mean      = 1.0
+response_init_stdev     = 0.0
+response_max_value      = 30.0
+response_min_value      = -30.0
+response_mutate_power   = 0.0
+response_mutate_rate    = 0.0
+response_replace_rate   = 0.0
+weight_init_mean        = 0.0
+weight_init_stdev       = 1.0
+weight_max_value        = 30
+weight_min_value        = -30
+weight_mutate_power     = 0.5
+weight_mutate_rate      = 0.8
+weight_replace_rate     = 0.1
+
+[DefaultSpeciesSet]
+compatibility_threshold = 3.0
+
+[DefaultStagnation]
+species_fitness_func = max
+max_stagnation       = 20
+species_elitism      = 2
+
+[DefaultReproduction]
+elitism            = 2
+survival_threshold = 0.2
+min_species_size   = 2
+"""
+
+
+# -- neat-python -----------------------------------------------------------------------------------
+
+
+def neat_python_config(pop_size: int, no_termination: bool, deletions: tuple[float, float]):
+    import neat
+
+    text = INI.format(
+        threshold=THRESHOLD,
+        pop_size=pop_size,
+        no_termination=no_termination,
+        conn_delete=deletions[0],
+        node_delete=deletions[1],
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".ini", delete=False) as f:
+        f.write(text)
+        path = f.name
+    try:
+        return neat.Config(
+            neat.DefaultGenome, neat.DefaultReproduction, neat.DefaultSpeciesSet, neat.DefaultStagnation, path
+        )
+    finally:
+        os.unlink(path)
+
+
+def neat_python_eval(genomes, config) -> None:
+    import neat
+
+    for _, genome in genomes:
+        net = neat.nn.FeedForwardNetwork.create(genome, config)
+        err = 0.0
+        for xi, xo in zip(XOR_IN, XOR_OUT, strict=True):
+            out = net.activate(xi)
+            err += (out[0] - xo) ** 2
+        genome.fitness = 4.0 - err
+
+
+def neat_python_ms_per_gen(pop_size: int, generations: int, seed: int = 0) -> tuple[float, float]:
+    """(wall-clock, process CPU) milliseconds per generation after one warm-up generation."""
+    import neat
+
+    random.seed(seed)
+    config = neat_python_config(pop_size, True, (0.0, 0.0))
+    pop = neat.Population(config)
+    pop.run(neat_python_eval, 1)  # warm-up generation
+    start, cpu = time.perf_counter(), time.process_time()
+    pop.run(neat_python_eval, generations)
+    return (
+        (time.perf_counter() - start) / generations * 1000,
+        (time.process_time() - cpu) / generations * 1000,
+    )
+
+
+def neat_python_xor(seed: int, max_generations: int, deletions: tuple[float, float]) -> int | None:
+    import neat
+
+    random.seed(seed)
+    config = neat_python_config(150, False, deletions)
+    pop = neat.Population(config)
+    best = pop.run(neat_python_eval, max_generations)
+    if best is not None and best.fitness is not None and best.fitness >= THRESHOLD:
+        return pop.generation  # run() stops in the solving generation before counting it (0-based)
+    return None
+
+
+# -- neuroevo --------------------------------------------------------------------------------------
+
+
+def neuroevo_setup(pop_size: int, seed: int):
+    from neuroevo.nn.neat_graph import NEATPhenotype
+    from neuroevo.strategies.neat import NEAT
+
+    return NEATPhenotype(2, 1), NEAT(2, 1, pop_size, seed=seed)
+
+
+X = torch.tensor(XOR_IN)
+Y = torch.tensor(XOR_OUT)
+
+
+def neuroevo_generation(phenotype, strategy) -> float:
+    pop = strategy.ask()
+    out = phenotype.forward(pop, X)[..., 0]
+    fitness = 4.0 - ((out - Y) ** 2).sum(1)
+    strategy.tell(fitness)
+    return float(fitness.max())
+
+
+def neuroevo_ms_per_gen(pop_size: int, generations: int, seed: int = 0) -> tuple[float, float]:
+    """(wall-clock, process CPU) milliseconds per generation after one warm-up generation."""
+    phenotype, strategy = neuroevo_setup(pop_size, seed)
+    neuroevo_generation(phenotype, strategy)  # warm-up generation
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(generations):
+        neuroevo_generation(phenotype, strategy)
+    return (
+        (time.perf_counter() - start) / generations * 1000,
+        (time.process_time() - cpu) / generations * 1000,
+    )
+
+
+def neuroevo_xor(seed: int, max_generations: int) -> int | None:
+    phenotype, strategy = neuroevo_setup(150, seed)
+    for gen in range(max_generations):
+        if neuroevo_generation(phenotype, strategy) >= THRESHOLD:
+            return gen
+    return None
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def summary(results: list[int | None]) -> dict[str, object]:
+    solved = [g for g in results if g is not None]
+    return {
+        "solved": len(solved),
+        "runs": len(results),
+        "median_generations": statistics.median(solved) if solved else None,
+        "mean_generations": round(statistics.mean(solved), 1) if solved else None,
+        "max_generations": max(solved) if solved else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[150, 1000, 10000])
+    ap.add_argument("--time-generations", type=int, default=20, help="timed generations per size (neuroevo)")
+    ap.add_argument(
+        "--neat-python-budget", type=float, default=60.0, help="neat-python timing seconds per size"
+    )
+    ap.add_argument("--seeds", type=int, default=100, help="XOR seeds per library")
+    ap.add_argument("--max-generations", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (neat-python is single-threaded)")
+    ap.add_argument("--skip-neat-python", action="store_true")
+    ap.add_argument(
+        "--xor-libs", nargs="*", default=["neuroevo", "neat-python"], help="whose XOR success rate to measure"
+    )
+    ap.add_argument("--json", default="", help="also write the results here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    have_np = not args.skip_neat_python
+    if have_np:
+        try:
+            import neat  # noqa: F401
+        except ImportError:
+            print("neat-python not installed: run in .bench-venv (benchmarks/setup_env.sh)", file=sys.stderr)
+            have_np = False
+    out: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "timing": [],
+    }
+    print("P, then wall-clock ms/gen (process CPU ms/gen) of each library, and the wall-clock speed-up")
+    for size in args.sizes:
+        ours = neuroevo_ms_per_gen(size, args.time_generations)
+        theirs = None
+        if have_np:
+            one = neat_python_ms_per_gen(size, 1)[0]
+            gens = max(1, min(args.time_generations, int(args.neat_python_budget * 1000 / max(one, 1e-3))))
+            theirs = neat_python_ms_per_gen(size, gens)
+        line = f"{size:>7}  neuroevo {ours[0]:9.1f} ({ours[1]:9.1f})"
+        if theirs:
+            line += f"  neat-python {theirs[0]:9.1f} ({theirs[1]:9.1f})  {theirs[0] / ours[0]:6.1f}x"
+        print(line, flush=True)
+        out["timing"].append(
+            {
+                "population": size,
+                "neuroevo_ms": ours[0],
+                "neuroevo_cpu_ms": ours[1],
+                "neat_python_ms": theirs[0] if theirs else None,
+                "neat_python_cpu_ms": theirs[1] if theirs else None,
+            }
+        )
+    if "neuroevo" in args.xor_libs:
+        ours = [neuroevo_xor(seed, args.max_generations) for seed in range(args.seeds)]
+        out["xor_neuroevo"] = summary(ours)
+        print("XOR neuroevo:", out["xor_neuroevo"], flush=True)
+    if have_np and "neat-python" in args.xor_libs:
+        same = [neat_python_xor(seed, args.max_generations, (0.0, 0.0)) for seed in range(args.seeds)]
+        out["xor_neat_python_same_settings"] = summary(same)
+        print("XOR neat-python (same settings):", out["xor_neat_python_same_settings"], flush=True)
+        example = [neat_python_xor(seed, args.max_generations, (0.5, 0.2)) for seed in range(args.seeds)]
+        out["xor_neat_python_example_config"] = summary(example)
+        print("XOR neat-python (example config, deletions 0.5/0.2):", out["xor_neat_python_example_config"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return out
+
+
+if __name__ == "__main__":
+    main()
