@@ -33,7 +33,7 @@ _INPLACE = {
 }
 
 
-class _MixedActivation(nn.Module):
+class MixedActivationLayer(nn.Module):
     """Per-neuron activations for an exported single network."""
 
     def __init__(self, names: list[str]):
@@ -52,7 +52,7 @@ class _MixedActivation(nn.Module):
         return f"per-neuron: {self.names}"
 
 
-class _NamedActivation(nn.Module):
+class ActivationLayer(nn.Module):
     def __init__(self, name: str):
         super().__init__()
         self.name = name
@@ -247,7 +247,7 @@ class PopulationMLP:
                 if b is not None:
                     lin.bias.copy_(b[0])
             layers.append(lin)
-            layers.append(_NamedActivation(act) if isinstance(act, str) else _MixedActivation(act))
+            layers.append(ActivationLayer(act) if isinstance(act, str) else MixedActivationLayer(act))
         return nn.Sequential(*layers).to(self.dtype)
 
     def named_tensors(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
