@@ -149,15 +149,18 @@ class NEATPopulation:
             out[name] = _pad_cols(t, width, GENE_FILL[name])
         return self.replace(**out)
 
-    def sort_genes(self) -> NEATPopulation:
-        """Re-sort every row by node id and innovation number (after inserting genes)."""
+    def sort_genes(self, nodes: bool = True, conns: bool = True) -> NEATPopulation:
+        """Re-sort every row by node id and innovation number (after inserting genes);
+        ``nodes`` / ``conns`` = False leaves that gene kind as it is."""
         out = {}
-        order = torch.argsort(self.node_key, dim=1, stable=True)
-        for name in NODE_FIELDS:
-            out[name] = getattr(self, name).gather(1, order)
-        order = torch.argsort(self.conn_innovation, dim=1, stable=True)
-        for name in CONN_FIELDS:
-            out[name] = getattr(self, name).gather(1, order)
+        if nodes:
+            order = torch.argsort(self.node_key, dim=1, stable=True)
+            for name in NODE_FIELDS:
+                out[name] = getattr(self, name).gather(1, order)
+        if conns:
+            order = torch.argsort(self.conn_innovation, dim=1, stable=True)
+            for name in CONN_FIELDS:
+                out[name] = getattr(self, name).gather(1, order)
         return self.replace(**out)
 
     # -- single genomes --------------------------------------------------------------------------
@@ -381,8 +384,9 @@ def slots_of(node_key: torch.Tensor, num_in: int, ids: torch.Tensor) -> tuple[to
     pos = torch.searchsorted(node_key, ids.contiguous()).clamp(max=n - 1)
     hit = node_key.gather(1, pos) == ids
     is_input = (ids >= 0) & (ids < num_in)
-    slot = torch.where(is_input, ids, num_in + pos)
-    return torch.where(is_input | hit, slot, torch.zeros_like(slot)), is_input | hit
+    found = is_input | hit
+    slot = num_in + pos + (ids - num_in - pos) * is_input  # integer masks: exact, cheaper than where
+    return slot * found, found
 
 
 def compile_population(
@@ -396,8 +400,8 @@ def compile_population(
     src, src_ok = node_slots(pop, pop.conn_in)
     dst, dst_ok = node_slots(pop, pop.conn_out)
     valid = (pop.conn_innovation != PAD) & pop.conn_enabled & src_ok & dst_ok & (dst >= num_in)
-    src = torch.where(valid, src, torch.zeros_like(src))
-    dst = torch.where(valid, dst, torch.full_like(dst, trash))
+    src = src * valid  # integer masks are exact (and cheaper than torch.where on CPU)
+    dst = trash + (dst - trash) * valid
     weight = torch.where(valid, pop.conn_weight, torch.zeros_like(pop.conn_weight))
     node_ok = pop.node_key != PAD
 
@@ -413,9 +417,9 @@ def compile_population(
     counts_all = torch.zeros(p, s).scatter_add_(1, dst, ones)
     counts = counts_all.clone()
     counts[:, trash] = 0
-    act_kinds = sorted(set(act[act >= 0].unique().tolist()))
+    act_kinds = (torch.bincount(act.view(-1) + 1)[1:].nonzero().view(-1)).tolist()
     act_fns = [(k, get_activation(pop.activations[k])) for k in act_kinds]
-    agg_kinds = sorted(set(agg[:, num_in:trash][node_ok].unique().tolist())) or [0]
+    agg_kinds = torch.bincount(pop.node_aggregation[node_ok]).nonzero().view(-1).tolist() or [0]
 
     level = None
     num_levels = 0
@@ -424,7 +428,7 @@ def compile_population(
         level = base.clone()
         for _ in range(s + 1):
             cand = level.gather(1, src) + 1
-            cand = torch.where(valid, cand, torch.zeros_like(cand))
+            cand = cand * valid
             new = base.clone().scatter_reduce_(1, dst, cand, "amax", include_self=True)
             new[:, trash] = 0
             if torch.equal(new, level):
@@ -559,9 +563,12 @@ def _activate(c: CompiledNEAT, z: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _step(c: CompiledNEAT, values: torch.Tensor) -> torch.Tensor:
-    src = c.src.unsqueeze(1).expand(values.shape[0], values.shape[1], c.src.shape[1])
-    contrib = values.gather(2, src) * c.weight.unsqueeze(1)
+def _step(c: CompiledNEAT, values: torch.Tensor, gathered: torch.Tensor | None = None) -> torch.Tensor:
+    """New slot values ``[P, B, S]`` from ``values`` (``gathered``: source values, if already read)."""
+    if gathered is None:
+        src = c.src.unsqueeze(1).expand(values.shape[0], values.shape[1], c.src.shape[1])
+        gathered = values.gather(2, src)
+    contrib = gathered * c.weight.unsqueeze(1)
     agg = _aggregate(c, contrib)
     return _activate(c, c.bias.unsqueeze(1) + c.response.unsqueeze(1) * agg)
 
@@ -584,10 +591,24 @@ def run_compiled(
         values = state.clone()
     values[:, :, :num_in] = x
     if c.level is not None:
+        # Level l recomputes every node of the rows deep enough: nodes above l get the same value
+        # again (their inputs are final), nodes below it a provisional one that a later level
+        # overwrites, so after the row's deepest level every node holds exactly what a
+        # node-by-node topological evaluation gives. Only the inputs are restored each time.
+        conns = c.src.shape[1]
+        flat = None
+        if p * b * conns <= 1 << 22:  # read sources with one flat index_select (cheaper than gather)
+            rows = torch.arange(p * b, device=x.device).view(p, b, 1) * c.num_slots
+            flat = (rows + c.src.unsqueeze(1)).view(-1)
         for lvl in range(1, c.num_levels + 1):
             start = c.row_start[lvl - 1]
-            part, view = c.rows(start), values[start:]
-            view.copy_(torch.where(part.level.unsqueeze(1) == lvl, _step(part, view), view))
+            view = values[start:]
+            gathered = None
+            if flat is not None:
+                gathered = values.view(-1).index_select(0, flat[start * b * conns :])
+                gathered = gathered.view(p - start, b, conns)
+            view.copy_(_step(c.rows(start), view, gathered))
+            view[:, :, :num_in] = x[start:]
     else:
         for _ in range(steps):
             values = _step(c, values)

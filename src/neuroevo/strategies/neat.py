@@ -24,12 +24,16 @@ Genomes have node genes (bias, response, activation, aggregation) and connection
 5. speciation by compatibility distance (neat-python's form:
    ``(c_w * sum of matching-gene differences + c_d * disjoint + c_e * excess) / max genes``
    summed over node and connection genes); each species' new representative is the genome
-   closest to its old one; others join the closest species within
-   ``compatibility_threshold`` or found a new one. With ``target_num_species`` the threshold
-   moves by ``compatibility_threshold_step`` toward that many species.
+   closest to its old one; others join the species whose representative is closest, if within
+   ``compatibility_threshold``, or found a new one. ``speciate_against`` picks which
+   representatives count: the new ones just picked (``"new"``, neat-python's rule, the default:
+   a second distance pass) or last generation's (``"previous"``, the paper's rule: one pass). With
+   ``target_num_species`` the threshold moves by ``compatibility_threshold_step`` toward that
+   many species.
 
 Everything is done on padded tensors for the whole population at once (no Python loop over
-genomes or genes); compatibility distances are batched alignments by innovation number. All
+genomes or genes); compatibility distances are a ``cdist`` and a matrix product per gene kind
+over dense rows indexed by the representatives' gene keys (``compatibility_distance``). All
 randomness comes from ``neuroevo.core.random`` keyed by (seed, generation, purpose), so a
 state_dict round trip continues bit-identically. Config names follow neat-python where it has
 one; defaults are its XOR example's, except ``activation_default = "neat_sigmoid"``
@@ -183,6 +187,11 @@ class NEATParams(StrategyParams):
     target_num_species: int = Field(0, ge=0, description="0 = fixed threshold; else adjust toward this")
     compatibility_threshold_step: float = Field(0.1, gt=0, description="threshold change per generation")
     compatibility_threshold_min: float = Field(0.1, gt=0, description="the threshold never goes below this")
+    speciate_against: Literal["previous", "new"] = Field(
+        "new",
+        description="genomes join the closest species by distance to last generation's representatives "
+        "(the paper; one distance pass) or to the new ones picked from this generation (neat-python)",
+    )
     # stagnation and reproduction
     species_fitness_func: Literal["max", "min", "mean", "median"] = Field(
         "max", description="species fitness for stagnation, from its members' fitness"
@@ -260,19 +269,21 @@ def _choose(valid: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, to
 
 
 def _insert(
-    pop: NEATPopulation, do: torch.Tensor, prefix: str, values: dict[str, torch.Tensor]
+    pop: NEATPopulation, rows: torch.Tensor, prefix: str, values: dict[str, torch.Tensor]
 ) -> NEATPopulation:
-    """Write one gene into the first empty slot of each row where ``do`` (widening if needed).
+    """Write genes into the first empty slots of genomes ``rows`` (an index tensor), widening if
+    needed: ``values[name]`` is ``[len(rows)]`` (one gene) or ``[len(rows), G]`` (G genes in order).
 
     Rows must be compact (empty slots only at the end). New node ids and new innovation
     numbers are larger than every existing one, so rows stay sorted.
     """
-    rows = do.nonzero().squeeze(1)
     if rows.numel() == 0:
         return pop
     keys = pop.node_key if prefix == "node" else pop.conn_innovation
-    count = (keys[rows] != PAD).sum(1)
-    need = int(count.max()) + 1
+    first = next(iter(values.values()))
+    genes = 1 if first.dim() == 1 else first.shape[1]
+    count = (keys.index_select(0, rows) != PAD).sum(1)
+    need = int(count.max()) + genes
     if need > keys.shape[1]:
         if prefix == "node":
             pop = pop.padded(need, pop.conn_innovation.shape[1])
@@ -281,7 +292,12 @@ def _insert(
     out = {}
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
         t = getattr(pop, name).clone()
-        t[rows, count] = values[name][rows].to(t.dtype)
+        v = values[name].to(t.dtype)
+        if genes == 1:
+            t[rows, count] = v
+        else:
+            for i in range(genes):
+                t[rows, count + i] = v[:, i]
         out[name] = t
     return pop.replace(**out)
 
@@ -309,9 +325,6 @@ def cat_populations(parts: list[NEATPopulation]) -> NEATPopulation:
 # -- compatibility distance ------------------------------------------------------------------------
 
 
-_OFFSET = 1 << 44  # connection keys are shifted past every node id when both gene kinds are aligned at once
-
-
 def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tensor) -> torch.Tensor:
     """``[n, m]`` count of genes above the other genome's largest key (rows sorted, PAD last)."""
     n, m = ak.shape[0], rk.shape[0]
@@ -335,6 +348,108 @@ def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tens
     return out
 
 
+def _columns(ak: torch.Tensor, bk: torch.Tensor, union: torch.Tensor):
+    """Column of each key of ``ak`` / ``bk`` in the sorted ``union`` (``len(union)`` if absent)."""
+    u = union.numel()
+    if u == 0:
+        return torch.zeros_like(ak), torch.zeros_like(bk)
+    top = int(union[-1])
+    if top <= 1 << 22:  # a lookup table over key values: cheaper than searching [n, K] keys
+        lut = torch.full((top + 2,), u, dtype=torch.long)
+        lut[union] = torch.arange(u)
+        col_a = lut.index_select(0, torch.where(ak <= top, ak, top + 1).view(-1)).view(ak.shape)
+    else:
+        pos = torch.searchsorted(union, ak).clamp_(max=u - 1)
+        col_a = torch.where((union[pos] == ak) & (ak != PAD), pos, u)
+    col_b = torch.where(bk != PAD, torch.searchsorted(union, bk).clamp_(max=u - 1), u)
+    return col_a, col_b
+
+
+def _matched_terms(
+    ak: torch.Tensor,
+    bk: torch.Tensor,
+    a_attr: tuple[list[torch.Tensor], torch.Tensor | None, list[torch.Tensor]],
+    b_attr: tuple[list[torch.Tensor], torch.Tensor | None, list[torch.Tensor]],
+    cats: list[int],
+    cd: float,
+    cw: float,
+    budget: int,
+) -> torch.Tensor:
+    """``[n, m]``: ``cw * (sum over matching genes of the attribute differences) - 2 cd * matches``.
+
+    Attributes per side: (floats compared by ``|x - y|``, a 0/1 flag compared by inequality or
+    None, categories compared by inequality, ``cats`` = their counts). Both sides become dense
+    float64 rows over the union of ``bk``'s keys (plus one junk column for absent genes). With
+    ``P`` the presence, ``F`` float values, ``E`` the flag (0 where absent), ``H`` one-hot
+    categories:
+
+    - matches ``M = P_a P_b^T``,
+    - ``sum over matches |f_a - f_b| = L1(F_a, F_b) - sum |F_a| - sum |F_b| + |F_a| P_b^T + P_a |F_b|^T``
+      (the L1 distance over the union also counts each unmatched value once),
+    - ``sum over matches [e_a != e_b] = E_a (P_b - 2 E_b)^T + P_a E_b^T``,
+    - ``sum over matches [c_a != c_b] = M - H_a H_b^T``,
+
+    i.e. one ``cdist(p=1)`` and one matrix product: O(n * m * union) work.
+    """
+    f64 = torch.float64
+    n, m = ak.shape[0], bk.shape[0]
+    out = torch.zeros(n, m, dtype=f64)
+    union = torch.unique(bk[bk != PAD])
+    u = union.numel()
+    if u == 0 or n == 0 or m == 0:
+        return out
+    col_a, col_b = _columns(ak, bk, union)
+    blk = u + 1
+    flag = a_attr[1] is not None
+    width = (3 if flag else 2) * blk + sum(blk * k for k in cats)
+    nf = len(a_attr[0])
+
+    def side(col: torch.Tensor, attr, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense rows ``[|F| | P | E | H...]`` and the signed floats ``[F...]``."""
+        floats, e, cs = attr
+        col = col[rows]
+        floats = [f[rows] for f in floats]
+        buf = torch.zeros(col.shape[0], width, dtype=f64)
+        absf = floats[0].abs() if nf == 1 else sum(f.abs() for f in floats)
+        buf.scatter_(1, col, absf)
+        buf.scatter_(1, col + blk, torch.ones(col.shape, dtype=f64))
+        off = 2 * blk
+        if flag:
+            buf.scatter_(1, col + off, e[rows])
+            off += blk
+        for c, k in zip(cs, cats, strict=True):
+            buf.scatter_(1, col * k + c[rows] + off, torch.ones(col.shape, dtype=f64))
+            off += blk * k
+        signed = torch.zeros(col.shape[0], nf * blk, dtype=f64)
+        for i, f in enumerate(floats):
+            signed.scatter_(1, col + i * blk, f)
+        signed[:, u::blk] = 0.0  # junk columns
+        return buf, signed
+
+    bb, fb = side(col_b, b_attr, slice(None))
+    live = (torch.arange(blk) < u).to(f64)
+    pb, absb = bb[:, blk : 2 * blk] * live, bb[:, :blk] * live
+    eb = bb[:, 2 * blk : 3 * blk] * live if flag else torch.zeros_like(pb)
+    # a[i] @ right[j] = cw * (|F_a| P_b + P_a (|F_b| + E_b) + E_a (P_b - 2 E_b) + n_cat M - H_a H_b) - 2 cd M
+    blocks = [cw * pb, cw * (absb + eb) + (cw * len(cats) - 2 * cd) * pb]
+    if flag:
+        blocks.append(cw * (pb - 2 * eb))
+    off = (3 if flag else 2) * blk
+    for k in cats:
+        blocks.append(-cw * bb[:, off : off + blk * k] * (torch.arange(blk * k) < u * k))
+        off += blk * k
+    right = torch.cat(blocks, 1)
+    sum_absb = absb.sum(1).unsqueeze(0)
+    step = max(1, budget // width)
+    for r0 in range(0, n, step):
+        rows = slice(r0, r0 + step)
+        ba, fa = side(col_a, a_attr, rows)
+        part = ba @ right.T
+        part += cw * (torch.cdist(fa, fb, p=1.0) - ba[:, :u].sum(1, keepdim=True) - sum_absb)
+        out[rows] = part
+    return out
+
+
 def compatibility_distance(
     a: NEATPopulation,
     b: NEATPopulation,
@@ -343,8 +458,7 @@ def compatibility_distance(
     weight_coefficient: float = 0.5,
     excess_coefficient: float | None = None,
     constant: tuple[str, ...] = (),
-    budget: int = 1 << 23,
-    buckets_min: int = 2048,
+    budget: int = 1 << 18,
 ) -> torch.Tensor:
     """Distances ``[len(a), len(b)]`` between every pair of genomes (node part + connection part).
 
@@ -355,107 +469,40 @@ def compatibility_distance(
     attributes named in ``constant`` (``response``, ``activation``, ``aggregation``) are known
     to be equal everywhere and skipped (their terms are zero).
 
-    Node and connection genes are aligned in one pass: ``a``'s keys are located once in the
-    union of ``b``'s keys (1-D ``searchsorted``); ``b``'s genes become dense tables over that
-    union, read with gathers. The work is O(len(a) * len(b) * genes) in a fixed number of tensor
-    calls; ``budget`` bounds the elements per call (columns of ``b`` are processed in groups).
-    Populations of at least ``2 * buckets_min`` genomes are split into groups of similar size,
-    each trimmed to its own widths, so small genomes do not pay for the largest one.
+    Matching-gene terms come from dense rows over the union of ``b``'s keys (``_matched_terms``:
+    one ``cdist`` and one matrix product per part), so the work is O(len(a) * len(b) * union)
+    in a fixed number of tensor calls, independent of how ``a``'s genomes are padded. ``budget``
+    bounds the dense elements per call (rows of ``a`` are processed in groups).
     """
-    ce = disjoint_coefficient if excess_coefficient is None else excess_coefficient
-    n, m = len(a), len(b)
-    if n >= 2 * buckets_min and buckets_min > 0:
-        # padded width is set by the largest genome: group genomes by size and trim each group
-        sizes = a.node_counts() + a.conn_counts()
-        order = torch.argsort(sizes, stable=True)
-        out = torch.empty(n, m, dtype=torch.float64)
-        for rows in order.chunk(max(1, min(8, n // buckets_min))):
-            out[rows] = compatibility_distance(
-                a.select(rows).trimmed(),
-                b,
-                disjoint_coefficient=disjoint_coefficient,
-                weight_coefficient=weight_coefficient,
-                excess_coefficient=excess_coefficient,
-                constant=constant,
-                budget=budget,
-                buckets_min=0,
-            )
-        return out
-    kn = a.node_key.shape[1]
+    cd, cw = disjoint_coefficient, weight_coefficient
+    ce = cd if excess_coefficient is None else excess_coefficient
+    f64 = torch.float64
 
-    def merged(pop: NEATPopulation) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        key = ("distance-genes", constant)
-        if key not in pop.cache:  # the population is compared twice per generation: build once
-            pop.cache[key] = build(pop)
-        return pop.cache[key]
-
-    def build(pop: NEATPopulation) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        conn_ok = pop.conn_innovation != PAD
-        keys = torch.cat([pop.node_key, torch.where(conn_ok, pop.conn_innovation + _OFFSET, PAD)], 1)
-        floats = [torch.cat([pop.node_bias, pop.conn_weight], 1)]
-        cats = [
-            torch.cat(
-                [
-                    pop.node_activation.float()
-                    if "activation" not in constant
-                    else torch.zeros_like(pop.node_bias),
-                    pop.conn_enabled.float(),
-                ],
-                1,
-            )
-        ]
+    def attrs(pop: NEATPopulation):
+        floats = [pop.node_bias.to(f64)]
         if "response" not in constant:
-            floats.append(torch.cat([pop.node_response, torch.zeros_like(pop.conn_weight)], 1))
+            floats.append(pop.node_response.to(f64))
+        cats = [pop.node_activation] if "activation" not in constant else []
         if "aggregation" not in constant:
-            cats.append(torch.cat([pop.node_aggregation.float(), torch.zeros_like(pop.conn_weight)], 1))
-        return keys, keys != PAD, floats + cats
+            cats.append(pop.node_aggregation)
+        return (floats, None, cats), ([pop.conn_weight.to(f64)], pop.conn_enabled.to(f64), [])
 
-    ak, a_ok, a_attr = merged(a)
-    rk, r_ok, r_attr = merged(b)
-    n_float = 2 if "response" not in constant else 1
-    na_n, na_c = (a.node_key != PAD).sum(1), (a.conn_innovation != PAD).sum(1)
-    nr_n, nr_c = (b.node_key != PAD).sum(1), (b.conn_innovation != PAD).sum(1)
-    msum = torch.zeros(2, m, n)
-    nmatch = torch.zeros(2, m, n)
-    ka = ak.shape[1]
-    if ka and bool(r_ok.any()) and n and m:
-        union = torch.unique(rk[r_ok])
-        u = union.numel()
-        loc = torch.searchsorted(union, ak).clamp_(max=u - 1)
-        loc = torch.where((union[loc] == ak) & a_ok, loc, torch.full_like(loc, u))
-        rcol = torch.where(r_ok, torch.searchsorted(union, rk).clamp_(max=u - 1), u)
-        present = torch.zeros(m, u + 1).scatter_(1, rcol, r_ok.float())
-        present[:, u] = 0.0
-        tables = [torch.zeros(m, u + 1).scatter_(1, rcol, t) for t in r_attr]
-        step = max(1, budget // max(1, n * ka))
-        flat = loc.reshape(1, n * ka)
-        for c0 in range(0, m, step):
-            cols = slice(c0, c0 + step)
-            mm = present[cols].shape[0]
-            index = flat.expand(mm, -1)
-            match = present[cols].gather(1, index).view(mm, n, ka)
-            diff = torch.zeros(mm, n, ka)
-            for i, (va, tab) in enumerate(zip(a_attr, tables, strict=True)):
-                d = tab[cols].gather(1, index).view(mm, n, ka).sub_(va.unsqueeze(0)).abs_()
-                diff += d if i < n_float else d.clamp_(max=1.0)
-            diff.mul_(match)
-            msum[0, cols] = diff[..., :kn].sum(2)
-            msum[1, cols] = diff[..., kn:].sum(2)
-            nmatch[0, cols] = match[..., :kn].sum(2)
-            nmatch[1, cols] = match[..., kn:].sum(2)
-    total = torch.zeros(n, m, dtype=torch.float64)
+    node_cats = [max(len(a.activations), len(b.activations))] if "activation" not in constant else []
+    if "aggregation" not in constant:
+        node_cats.append(len(AGGREGATIONS))
+    (a_nodes, a_conns), (b_nodes, b_conns) = attrs(a), attrs(b)
+    total = torch.zeros(len(a), len(b), dtype=f64)
     parts = [
-        (0, a.node_key, na_n, b.node_key, nr_n),
-        (1, a.conn_innovation, na_c, b.conn_innovation, nr_c),
+        (a.node_key, b.node_key, a_nodes, b_nodes, node_cats),
+        (a.conn_innovation, b.conn_innovation, a_conns, b_conns, []),
     ]
-    for i, akp, na, rkp, nr in parts:
-        excess = _excess(akp, na, rkp, nr).double()
-        nonmatch = (na.unsqueeze(1) + nr.unsqueeze(0)).double() - 2 * nmatch[i].T.double()
-        denom = torch.maximum(na.unsqueeze(1), nr.unsqueeze(0)).clamp(min=1).double()
-        part = (
-            weight_coefficient * msum[i].T.double() + disjoint_coefficient * (nonmatch - excess) + ce * excess
-        )
-        total += part / denom
+    for ak, bk, aa, ba, cats in parts:
+        na, nb = (ak != PAD).sum(1), (bk != PAD).sum(1)
+        num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget)
+        num += cd * (na.to(f64).unsqueeze(1) + nb.to(f64).unsqueeze(0))
+        if ce != cd:
+            num += (ce - cd) * _excess(ak, na, bk, nb).to(f64)
+        total += num / torch.maximum(na.unsqueeze(1), nb.unsqueeze(0)).clamp(min=1).to(f64)
     return total
 
 
@@ -549,10 +596,12 @@ class NEAT(Strategy):
         lo, hi = getattr(p, f"{name}_min_value"), getattr(p, f"{name}_max_value")
         r = torch.rand(values.shape, generator=gen)
         noise = torch.randn(values.shape, generator=gen)
-        fresh = self._float_init(name, tuple(values.shape), gen)
         perturbed = (values + noise * power).clamp(lo, hi)
         out = torch.where(r < rate, perturbed, values)
-        return torch.where((r >= rate) & (r < rate + replace), fresh, out)
+        if replace > 0:  # fresh values are drawn only for the genes that get one
+            where = ((r >= rate) & (r < rate + replace)).nonzero(as_tuple=True)
+            out[where] = self._float_init(name, (len(where[0]),), gen)
+        return out
 
     # -- initial genomes -------------------------------------------------------------------------
     def _initial_population(self, generation: int) -> NEATPopulation:
@@ -663,7 +712,7 @@ class NEAT(Strategy):
         return out
 
     def _speciate(self, pop: NEATPopulation, generation: int) -> None:
-        """Assign every genome to a species (neat-python's procedure, batched)."""
+        """Assign every genome to a species (neat-python's procedure, batched; see ``speciate_against``)."""
         size = len(pop)
         thr = self.compatibility_threshold
         assign = torch.full((size,), -1, dtype=torch.long)
@@ -681,7 +730,10 @@ class NEAT(Strategy):
                 kept.append(s)
                 rep_rows.append(j)
             if kept and bool(free.any()):
-                best, which = self._distance_of(pop, free, pop.select(rep_rows)).min(1)
+                if self.params.speciate_against == "new":
+                    best, which = self._distance_of(pop, free, pop.select(rep_rows)).min(1)
+                else:
+                    best, which = d_old[:, torch.tensor(kept, dtype=torch.long)].min(1)
                 ok = free & (best < thr)
                 assign[ok] = which[ok]
                 free &= ~ok
@@ -836,26 +888,30 @@ class NEAT(Strategy):
         self, pop: NEATPopulation, primary: torch.Tensor, secondary: torch.Tensor, gen: torch.Generator
     ) -> NEATPopulation:
         """Children of (primary = fitter, secondary) aligned by innovation number / node id."""
-        a, b = pop.select(primary), pop.select(secondary)
+        a = pop.select(primary)
+        node_fields = [f"node_{x}" for x in ("bias", "response", "activation", "aggregation")]
+        node_fields = [f for f in node_fields if f.removeprefix("node_") not in self._constant]
+        needed = ["conn_innovation", "conn_weight", "conn_enabled", "node_key", *node_fields]
+        b = {name: getattr(pop, name).index_select(0, secondary) for name in needed}
         out: dict[str, torch.Tensor] = {}
         k, c = a.conn_innovation.shape
         if c:
-            pos = torch.searchsorted(b.conn_innovation, a.conn_innovation).clamp(max=c - 1)
-            match = (b.conn_innovation.gather(1, pos) == a.conn_innovation) & (a.conn_innovation != PAD)
+            pos = torch.searchsorted(b["conn_innovation"], a.conn_innovation).clamp(max=c - 1)
+            match = (b["conn_innovation"].gather(1, pos) == a.conn_innovation) & (a.conn_innovation != PAD)
             take_w = match & (torch.rand(k, c, generator=gen) < 0.5)
-            out["conn_weight"] = torch.where(take_w, b.conn_weight.gather(1, pos), a.conn_weight)
-            either_off = ~a.conn_enabled | (match & ~b.conn_enabled.gather(1, pos))
-            stays_on = torch.rand(k, c, generator=gen) >= self.params.crossover_disabled_rate
-            out["conn_enabled"] = torch.where(either_off, stays_on, a.conn_enabled) & (
-                a.conn_innovation != PAD
-            )
+            out["conn_weight"] = torch.where(take_w, b["conn_weight"].gather(1, pos), a.conn_weight)
+            either_off = ~a.conn_enabled | (match & ~b["conn_enabled"].gather(1, pos))
+            enabled = a.conn_enabled & (a.conn_innovation != PAD)
+            where = (either_off & (a.conn_innovation != PAD)).nonzero(as_tuple=True)
+            enabled[where] = torch.rand(len(where[0]), generator=gen) >= self.params.crossover_disabled_rate
+            out["conn_enabled"] = enabled
         k, n = a.node_key.shape
         if n:
-            pos = torch.searchsorted(b.node_key, a.node_key).clamp(max=n - 1)
-            match = (b.node_key.gather(1, pos) == a.node_key) & (a.node_key != PAD)
-            for name in ("node_bias", "node_response", "node_activation", "node_aggregation"):
+            pos = torch.searchsorted(b["node_key"], a.node_key).clamp(max=n - 1)
+            match = (b["node_key"].gather(1, pos) == a.node_key) & (a.node_key != PAD)
+            for name in node_fields:  # attributes equal in every genome need no choice
                 take = match & (torch.rand(k, n, generator=gen) < 0.5)
-                out[name] = torch.where(take, getattr(b, name).gather(1, pos), getattr(a, name))
+                out[name] = torch.where(take, b[name].gather(1, pos), getattr(a, name))
         return a.replace(**out)
 
     def mutate(self, pop: NEATPopulation, generation: int) -> NEATPopulation:
@@ -879,8 +935,8 @@ class NEAT(Strategy):
         pop = self._delete_node(pop, do[1], g)
         pop = self._add_connection(pop, do[2], g)
         pop = self._delete_connection(pop, do[3], g)
-        if self._unsorted:
-            pop = pop.sort_genes()
+        if self._unsorted:  # only connection rows can be out of order here
+            pop = pop.sort_genes(nodes=False)
         return self._mutate_attributes(pop, self._gen(generation, "attributes"))
 
     def _register_pairs(self, keys: torch.Tensor, innovs: torch.Tensor) -> None:
@@ -890,73 +946,63 @@ class NEAT(Strategy):
         self._pairs_key, self._pairs_innov = key[order], inn[order]
 
     def _add_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
-        k = len(pop)
-        live = (pop.conn_innovation != PAD) & pop.conn_enabled
-        j, has = _choose(live, g)
-        bias = self._float_init("bias", (k,), g)
-        resp = self._float_init("response", (k,), g)
-        do = rows & has
-        if not bool(do.any()):
+        sel = rows.nonzero().squeeze(1)
+        if sel.numel() == 0:
             return pop
-        ar = torch.arange(k)
-        split = pop.conn_innovation[ar, j]
-        uniq, inv = torch.unique(torch.where(do, split, torch.full_like(split, PAD)), return_inverse=True)
-        n_new = int((uniq != PAD).sum())
+        innov = pop.conn_innovation.index_select(0, sel)
+        live = (innov != PAD) & pop.conn_enabled.index_select(0, sel)
+        j, has = _choose(live, g)
+        bias = self._float_init("bias", (len(sel),), g)
+        resp = self._float_init("response", (len(sel),), g)
+        if not bool(has.all()):
+            sel, j, bias, resp, innov = sel[has], j[has], bias[has], resp[has], innov[has]
+        if sel.numel() == 0:
+            return pop
+        split = innov.gather(1, j.unsqueeze(1)).squeeze(1)
+        uniq, inv = torch.unique(split, return_inverse=True)
+        n_new = len(uniq)
         new_id = self.next_node_id + inv
         in_innov = self.next_innovation + 2 * inv
         out_innov = in_innov + 1
-        src, dst, w = pop.conn_in[ar, j], pop.conn_out[ar, j], pop.conn_weight[ar, j]
-        sel = do.nonzero().squeeze(1)
+        src, dst, w = pop.conn_in[sel, j], pop.conn_out[sel, j], pop.conn_weight[sel, j]
         self._register_pairs(
-            torch.cat([src[sel] * _PAIR + new_id[sel], new_id[sel] * _PAIR + dst[sel]]),
-            torch.cat([in_innov[sel], out_innov[sel]]),
+            torch.cat([src * _PAIR + new_id, new_id * _PAIR + dst]), torch.cat([in_innov, out_innov])
         )
         self.next_node_id += n_new
         self.next_innovation += 2 * n_new
         enabled = pop.conn_enabled.clone()
-        enabled[sel, j[sel]] = False
+        enabled[sel, j] = False
         pop = pop.replace(conn_enabled=enabled)
-        act = torch.full((k,), self.act_default, dtype=torch.long)
+        m = len(sel)
         pop = _insert(
             pop,
-            do,
+            sel,
             "node",
             {
                 "node_key": new_id,
                 "node_bias": bias,
                 "node_response": resp,
-                "node_activation": act,
-                "node_aggregation": torch.full((k,), self.agg_default, dtype=torch.long),
+                "node_activation": torch.full((m,), self.act_default, dtype=torch.long),
+                "node_aggregation": torch.full((m,), self.agg_default, dtype=torch.long),
             },
         )
-        on = torch.ones(k, dtype=torch.bool)
-        pop = _insert(
+        pair = lambda x, y: torch.stack([x, y], 1)  # noqa: E731  (in->new, then new->out)
+        return _insert(
             pop,
-            do,
+            sel,
             "conn",
             {
-                "conn_innovation": in_innov,
-                "conn_in": src,
-                "conn_out": new_id,
-                "conn_weight": torch.ones(k),
-                "conn_enabled": on,
+                "conn_innovation": pair(in_innov, out_innov),
+                "conn_in": pair(src, new_id),
+                "conn_out": pair(new_id, dst),
+                "conn_weight": pair(torch.ones(m), w),
+                "conn_enabled": torch.ones(m, 2, dtype=torch.bool),
             },
         )
-        pop = _insert(
-            pop,
-            do,
-            "conn",
-            {
-                "conn_innovation": out_innov,
-                "conn_in": new_id,
-                "conn_out": dst,
-                "conn_weight": w,
-                "conn_enabled": on,
-            },
-        )
-        return pop
 
     def _delete_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        if not bool(rows.any()):
+            return pop
         hidden = (pop.node_key != PAD) & (pop.node_key >= self.num_inputs + self.num_outputs)
         j, has = _choose(hidden, g)
         do = rows & has
@@ -999,18 +1045,22 @@ class NEAT(Strategy):
 
     def _add_connection(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
         p = self.params
-        k, n = pop.node_key.shape
+        sel = rows.nonzero().squeeze(1)
+        if sel.numel() == 0:
+            return pop
+        m, n = len(sel), pop.node_key.shape[1]
         num_in, num_out = self.num_inputs, self.num_outputs
-        nodes_ok = pop.node_key != PAD
-        si, has_s = _choose(torch.cat([torch.ones(k, num_in, dtype=torch.bool), nodes_ok], 1), g)
+        node_key = pop.node_key.index_select(0, sel)
+        nodes_ok = node_key != PAD
+        si, has_s = _choose(torch.cat([torch.ones(m, num_in, dtype=torch.bool), nodes_ok], 1), g)
         di, has_d = _choose(nodes_ok, g)
-        weight = self._float_init("weight", (k,), g)
-        ok = rows & has_s & has_d
+        weight = self._float_init("weight", (m,), g)
+        ok = has_s & has_d
         if not bool(ok.any()):
             return pop
-        ar = torch.arange(k)
-        src = torch.where(si < num_in, si, pop.node_key[ar, (si - num_in).clamp(min=0, max=max(n - 1, 0))])
-        dst = pop.node_key[ar, di]
+        hidden_src = node_key.gather(1, (si - num_in).clamp(min=0, max=max(n - 1, 0)).unsqueeze(1)).squeeze(1)
+        src = torch.where(si < num_in, si, hidden_src)
+        dst = node_key.gather(1, di.unsqueeze(1)).squeeze(1)
         is_out = lambda t: (t >= num_in) & (t < num_in + num_out)  # noqa: E731
         if p.feed_forward:
             ok &= ~(is_out(src) & is_out(dst))
@@ -1018,45 +1068,54 @@ class NEAT(Strategy):
             check = ok & (src >= num_in)
             if bool(check.any()):
                 idx = check.nonzero().squeeze(1)
-                cyc = self._reaches(pop, idx, dst[idx], src[idx])
+                cyc = self._reaches(pop, sel[idx], dst[idx], src[idx])
                 ok[idx[cyc]] = False
-        same = (pop.conn_in == src[:, None]) & (pop.conn_out == dst[:, None]) & (pop.conn_innovation != PAD)
+        innov_rows = pop.conn_innovation.index_select(0, sel)
+        same = (
+            (pop.conn_in.index_select(0, sel) == src[:, None])
+            & (pop.conn_out.index_select(0, sel) == dst[:, None])
+            & (innov_rows != PAD)
+        )
         exists = same.any(1)
-        if self.surer:
-            pop = pop.replace(conn_enabled=pop.conn_enabled | (same & (ok & exists)[:, None]))
+        if self.surer and bool((ok & exists).any()):
+            enabled = pop.conn_enabled.clone()
+            enabled[sel] |= same & (ok & exists)[:, None]
+            pop = pop.replace(conn_enabled=enabled)
         new = ok & ~exists
         if not bool(new.any()):
             return pop
+        sel, src, dst, weight = sel[new], src[new], dst[new], weight[new]
         key = src * _PAIR + dst
-        innov = torch.full((k,), PAD, dtype=torch.long)
+        innov = torch.full((len(sel),), PAD, dtype=torch.long)
         if self._pairs_key.numel():
             pos = torch.searchsorted(self._pairs_key, key).clamp(max=self._pairs_key.numel() - 1)
-            known = (self._pairs_key[pos] == key) & new
+            known = self._pairs_key[pos] == key
             innov = torch.where(known, self._pairs_innov[pos], innov)
             self._unsorted |= bool(known.any())  # a reused innovation may be below this row's newest
-        fresh = new & (innov == PAD)
+        fresh = innov == PAD
         if bool(fresh.any()):
             uniq, inv = torch.unique(key[fresh], return_inverse=True)
             innov[fresh] = self.next_innovation + inv
             self._register_pairs(uniq, self.next_innovation + torch.arange(len(uniq)))
             self.next_innovation += len(uniq)
-        pop = _insert(
+        return _insert(  # fresh innovations sort last; reused ones set self._unsorted
             pop,
-            new,
+            sel,
             "conn",
             {
                 "conn_innovation": innov,
                 "conn_in": src,
                 "conn_out": dst,
                 "conn_weight": weight,
-                "conn_enabled": torch.full((k,), p.enabled_default, dtype=torch.bool),
+                "conn_enabled": torch.full((len(sel),), p.enabled_default, dtype=torch.bool),
             },
         )
-        return pop.sort_genes()
 
     def _delete_connection(
         self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator
     ) -> NEATPopulation:
+        if not bool(rows.any()):
+            return pop
         live = pop.conn_innovation != PAD
         j, has = _choose(live, g)
         do = rows & has
@@ -1076,13 +1135,18 @@ class NEAT(Strategy):
         w = self._float_mutate("weight", pop.conn_weight, g)
         out["conn_weight"] = torch.where(conn_ok, w, torch.zeros_like(w))
         r = torch.rand(pop.conn_enabled.shape, generator=g)
-        coin = torch.rand(pop.conn_enabled.shape, generator=g) < 0.5
-        rate = p.enabled_mutate_rate + torch.where(
-            pop.conn_enabled,
-            torch.full_like(r, p.enabled_rate_to_false_add),
-            torch.full_like(r, p.enabled_rate_to_true_add),
-        )
-        out["conn_enabled"] = torch.where(r < rate, coin, pop.conn_enabled) & conn_ok
+        if p.enabled_rate_to_false_add == p.enabled_rate_to_true_add:
+            rate: torch.Tensor | float = p.enabled_mutate_rate + p.enabled_rate_to_true_add
+        else:
+            rate = p.enabled_mutate_rate + torch.where(
+                pop.conn_enabled,
+                torch.full_like(r, p.enabled_rate_to_false_add),
+                torch.full_like(r, p.enabled_rate_to_true_add),
+            )
+        enabled = pop.conn_enabled & conn_ok
+        where = ((r < rate) & conn_ok).nonzero(as_tuple=True)  # a 50/50 redraw for these
+        enabled[where] = torch.rand(len(where[0]), generator=g) < 0.5
+        out["conn_enabled"] = enabled
         b = self._float_mutate("bias", pop.node_bias, g)
         out["node_bias"] = torch.where(node_ok, b, torch.zeros_like(b))
         if p.response_mutate_rate > 0 or p.response_replace_rate > 0:
