@@ -283,6 +283,8 @@ class Regression(SupervisedTask):
 
 
 class Sine(Regression):
+    """Fit y = sin(x) on a grid over [-pi, pi] (64 points by default)."""
+
     name = "sine"
 
 
