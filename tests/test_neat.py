@@ -292,12 +292,34 @@ def test_vectorised_distance_equals_naive():
     )
     torch.testing.assert_close(d, naive, rtol=1e-5, atol=1e-5)
     grouped = compatibility_distance(
-        pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7, buckets_min=8
+        pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7, budget=64
     )
     torch.testing.assert_close(grouped, naive, rtol=1e-5, atol=1e-5)
     assert torch.allclose(
         compatibility_distance(pop, pop).diagonal(), torch.zeros(len(pop), dtype=torch.float64)
     )
+
+
+def test_speciate_against_previous_representatives_needs_one_distance_pass(monkeypatch):
+    calls = {"new": 0, "previous": 0}
+    for mode in calls:
+        s = NEAT(2, 1, 60, seed=2, speciate_against=mode)
+        phenotype = NEATPhenotype(2, 1)
+        for _ in range(3):
+            s.tell(xor_fitness(phenotype, s.ask()))
+        full = []
+        original = s.distance
+
+        def counted(a, b, full=full, original=original):
+            full.append(len(a))
+            return original(a, b)
+
+        monkeypatch.setattr(s, "distance", counted)
+        s.tell(xor_fitness(phenotype, s.ask()))
+        calls[mode] = sum(n == 60 for n in full)
+        assert sum(s.species_sizes.values()) == 60
+        assert bool((s.member_species >= 0).all())
+    assert calls == {"new": 2, "previous": 1}
 
 
 def test_dynamic_threshold_moves_toward_target():
