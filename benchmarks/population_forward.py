@@ -22,6 +22,7 @@ from neuroevo.nn import PopulationMLP
 
 SIZES = [64, 256, 256, 10]
 BATCH = 256
+SMALL = [8, 32, 32, 2]  # a control-policy-sized network, where per-member calls are overhead-bound
 
 
 def timed(fn, reps: int) -> float:
@@ -46,11 +47,11 @@ def python_loop(mlp: PopulationMLP, params: torch.Tensor, x: torch.Tensor) -> No
                 h = torch.relu(h)
 
 
-def measure(mlp: PopulationMLP, pop: int, reps: int) -> dict[str, float]:
+def measure(mlp: PopulationMLP, pop: int, reps: int, batch: int = BATCH) -> dict[str, float]:
     """Seconds for one population forward, the same-FLOP matmul, and the member loop."""
     params = torch.randn(pop, mlp.num_params) * 0.05
-    x = torch.randn(pop, BATCH, SIZES[0])
-    flops = pop * BATCH * mlp.flops_per_sample()
+    x = torch.randn(pop, batch, mlp.in_features)
+    flops = pop * batch * mlp.flops_per_sample()
     n = round((flops / 2) ** (1 / 3))
     a, b = torch.randn(n, n), torch.randn(n, n)
     return {
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--pops", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--small", action="store_true", help=f"also a {'-'.join(map(str, SMALL))} MLP")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -76,8 +78,13 @@ def main() -> None:
         f"{'P':>6} {'GFLOP':>7} {'neuroevo GF/s':>14} {'matmul GF/s':>12} {'% bound':>8} {'loop GF/s':>10} "
         f"{'x loop':>7}"
     )
-    mlp = PopulationMLP(SIZES, activation="relu")
-    for pop in args.pops:
+    runs = [(SIZES, pop) for pop in args.pops]
+    if args.small:
+        runs += [(SMALL, pop) for pop in args.pops]
+    for sizes, pop in runs:
+        if sizes is SMALL and pop == args.pops[0]:
+            print(f"MLP {'-'.join(map(str, SMALL))}, batch {BATCH}")
+        mlp = PopulationMLP(sizes, activation="relu")
         r = measure(mlp, pop, args.reps)
         gf = r["gflop"]
         print(
