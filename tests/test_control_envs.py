@@ -21,15 +21,6 @@ K = 4  # envs in lockstep
 STEPS = 800  # per env (at least one full episode): >= 3200 env steps per id
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors on a shared CPU: intra-op threads only add latency."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _gym_state(env: gym.Env) -> np.ndarray:
     return np.asarray(env.unwrapped.state, dtype=np.float64)
 

@@ -14,14 +14,6 @@ from neuroevo.tasks.control import ControlTask
 from neuroevo.tasks.gym import GymParams, GymTask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _population(n_in: int, n_out: int, size: int, scale: float = 1.0) -> tuple[PopulationMLP, torch.Tensor]:
     net = PopulationMLP([n_in, 16, n_out])
     pop = torch.stack([net.init_params(nrandom.member_generator(1, 0, i, "init")) for i in range(size)])

@@ -11,20 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from neuroevo.config import build, load_config
 from neuroevo.runtime.evolve import evolve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _solve(name: str) -> tuple[dict[str, float], Any]:

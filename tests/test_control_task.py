@@ -14,14 +14,6 @@ from neuroevo.tasks.control import ControlParams, ControlTask, RunningObsNorm
 from neuroevo.tasks.control.policy import map_actions
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _population(task: ControlTask, size: int = 16, seed: int = 0) -> tuple[PopulationMLP, torch.Tensor]:
     net = PopulationMLP([task.in_features, 16, task.out_features])
     pop = torch.stack([net.init_params(nrandom.member_generator(seed, 0, i, "init")) for i in range(size)])

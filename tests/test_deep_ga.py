@@ -194,15 +194,6 @@ def test_without_phenotype_uses_scaled_normal_init():
 # -- does as well as the plain GA (slow) ------------------------------------------------------------
 
 
-@pytest.fixture
-def one_thread():
-    """Small batched rollouts: torch's intra-op threads only add overhead (a lot on a loaded machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def evolve_elite(strategy, task, net, generations: int, stop=None) -> torch.Tensor:
     """Run ask/tell (+ the re-evaluation hook on streams 1..n) and return the final elite."""
     for g in range(generations):
@@ -219,7 +210,7 @@ def evolve_elite(strategy, task, net, generations: int, stop=None) -> torch.Tens
 
 
 @pytest.mark.slow
-def test_seed_chain_ga_solves_digits_like_the_plain_ga(one_thread):
+def test_seed_chain_ga_solves_digits_like_the_plain_ga():
     from neuroevo.tasks import Digits
 
     accuracy = {}
@@ -236,7 +227,7 @@ def test_seed_chain_ga_solves_digits_like_the_plain_ga(one_thread):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
-def test_seed_chain_ga_solves_cartpole_like_the_plain_ga(seed, one_thread):
+def test_seed_chain_ga_solves_cartpole_like_the_plain_ga(seed):
     control = pytest.importorskip("neuroevo.tasks.control")
     for cls, extra in ((GA, {}), (SeedGA, {"elite_candidates": 4, "reeval_streams": 2})):
         task = control.ControlTask(env="CartPole-v1", episodes=3, eval_episodes=20, seed=seed)

@@ -17,15 +17,6 @@ from neuroevo.runtime.storage import encode_state, join_tensors
 from neuroevo.strategies import EGGROLL, STRATEGIES, OpenES
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: intra-op threads only add OpenMP spin-waits on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def mlp_setup(pop: int = 8, rank: int = 2, seed: int = 0, sizes=(5, 7, 3), net: dict | None = None, **kw):
     mlp = PopulationMLP(list(sizes), **(net or {"activation": "tanh"}))
     phen = EggrollMLP(mlp)

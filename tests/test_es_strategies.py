@@ -17,16 +17,6 @@ from neuroevo.strategies import CMAES, PGPE, SNES, STRATEGIES, SepCMAES
 D = 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These are tiny (10 x 10) problems: intra-op threads only add OpenMP spin-waits, which
-    on a busy CPU make a generation 10-100x slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def sphere(x: torch.Tensor) -> torch.Tensor:
     return (x * x).sum(-1)
 

@@ -24,16 +24,6 @@ from neuroevo.strategies import STRATEGIES  # noqa: E402
 from neuroevo.strategies.neat import NEAT, NEATParams, compatibility_distance  # noqa: E402
 from test_neat_reference import reference_distance, reference_forward  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """NEAT's tensors are small: intra-op threads only add overhead on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 XOR_X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = torch.tensor([0.0, 1.0, 1.0, 0.0])
 

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 control = pytest.importorskip("neuroevo.tasks.control")
 
 from neuroevo.nn.neat_graph import NEATPhenotype  # noqa: E402
 from neuroevo.strategies.neat import NEAT  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _solve(seed: int, **options) -> tuple[float, dict[str, float]]:

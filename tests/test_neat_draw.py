@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from neuroevo.nn.neat_draw import draw_genome, load_genome_json, plot_species, save_genome_json
 from neuroevo.nn.neat_graph import NEATPhenotype, genome_to_json
 from neuroevo.strategies.neat import NEAT
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _evolved():

@@ -29,11 +29,10 @@ from pydantic import Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.errors import ConfigError
-from neuroevo.core.types import Fitness
-from neuroevo.tasks.base import Task, TaskParams
+from neuroevo.tasks.base import TaskParams
 from neuroevo.tasks.control.normalization import RunningObsNorm
-from neuroevo.tasks.control.policy import as_population, map_actions, population_size
-from neuroevo.tasks.control.task import Rollout
+from neuroevo.tasks.control.policy import map_actions, population_size
+from neuroevo.tasks.control.task import EpisodicTask, Rollout
 
 Vectorization = Literal["sync", "async"]
 
@@ -61,7 +60,7 @@ def _space_error(env_id: str, what: str, space: Any) -> ConfigError:
     )
 
 
-class GymTask(Task):
+class GymTask(EpisodicTask):
     """Mean return of each member over ``episodes`` episodes of a Gymnasium env (see module doc)."""
 
     name = "gym"
@@ -250,38 +249,5 @@ class GymTask(Task):
                 lengths[m0:m1] = torch.from_numpy(length).view(m1 - m0, episodes)
         return Rollout(returns, lengths, steps, obs_count, obs_sum, obs_sumsq)
 
-    # -- the Task contract ----------------------------------------------------------------------------
-    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
-        """Mean return over ``episodes`` episodes per member; updates the observation statistics after."""
-        seeds = self.episode_seeds(self.episodes, generation, stream, "episodes")
-        action_gen = None
-        if not self.deterministic:
-            action_gen = nrandom.member_generator(self.seed, generation, stream, "actions")
-        result = self.rollout(phenotype, population, seeds, action_generator=action_gen)
-        self.obs_norm.update(result.obs_count, result.obs_sum, result.obs_sumsq)
-        return Fitness(
-            values=result.returns.mean(1).to(self.device),
-            steps=result.steps,
-            metrics={"episode_length_mean": float(result.lengths.double().mean())},
-        )
-
-    def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
-        """Return of one member over ``eval_episodes`` held-out episodes (statistics not updated)."""
-        seeds = self.episode_seeds(self.eval_episodes, 0, 0, "validation")
-        action_gen = None
-        if not self.deterministic:
-            action_gen = nrandom.member_generator(self.seed, 0, 0, "validation_actions")
-        result = self.rollout(phenotype, as_population(params), seeds, action_generator=action_gen)
-        returns = result.returns[0]
-        return {
-            "eval_return_mean": float(returns.mean()),
-            "eval_return_std": float(returns.std(unbiased=False)),
-            "eval_length_mean": float(result.lengths[0].double().mean()),
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"obs_norm": self.obs_norm.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "obs_norm" in state:
-            self.obs_norm.load_state_dict(state["obs_norm"])
+    def episode_starts(self, episodes: int, generation: int, stream: int, purpose: str) -> list[int]:
+        return self.episode_seeds(episodes, generation, stream, purpose)

@@ -67,7 +67,65 @@ class Rollout:
     obs_sumsq: torch.Tensor
 
 
-class ControlTask(Task):
+class EpisodicTask(Task):
+    """What control and Gymnasium tasks share: fitness = mean return, held-out validation, obs stats.
+
+    A subclass gives ``episode_starts(episodes, generation, stream, purpose)`` (initial states or
+    reset seeds keyed by the counter-based generator) and ``rollout(phenotype, population,
+    starts, action_generator=)``, and sets ``episodes``, ``eval_episodes``, ``deterministic``,
+    ``seed``, ``device`` and ``obs_norm``.
+    """
+
+    episodes: int
+    eval_episodes: int
+    deterministic: bool
+    seed: int
+    device: torch.device
+    obs_norm: RunningObsNorm
+
+    def episode_starts(self, episodes: int, generation: int, stream: int, purpose: str) -> Any:
+        raise NotImplementedError
+
+    def rollout(self, phenotype: Any, population: Any, starts: Any, *, action_generator=None) -> Rollout:
+        raise NotImplementedError
+
+    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
+        """Mean return over ``episodes`` episodes per member; updates the observation statistics after."""
+        starts = self.episode_starts(self.episodes, generation, stream, "episodes")
+        action_gen = None
+        if not self.deterministic:
+            action_gen = nrandom.member_generator(self.seed, generation, stream, "actions")
+        result = self.rollout(phenotype, population, starts, action_generator=action_gen)
+        self.obs_norm.update(result.obs_count, result.obs_sum, result.obs_sumsq)
+        return Fitness(
+            values=result.returns.mean(1).to(self.device),
+            steps=result.steps,
+            metrics={"episode_length_mean": float(result.lengths.double().mean())},
+        )
+
+    def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
+        """Return of one member over ``eval_episodes`` held-out episodes (statistics not updated)."""
+        starts = self.episode_starts(self.eval_episodes, 0, 0, "validation")
+        action_gen = None
+        if not self.deterministic:
+            action_gen = nrandom.member_generator(self.seed, 0, 0, "validation_actions")
+        result = self.rollout(phenotype, as_population(params), starts, action_generator=action_gen)
+        returns = result.returns[0]
+        return {
+            "eval_return_mean": float(returns.mean()),
+            "eval_return_std": float(returns.std(unbiased=False)),
+            "eval_length_mean": float(result.lengths[0].double().mean()),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs_norm": self.obs_norm.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "obs_norm" in state:
+            self.obs_norm.load_state_dict(state["obs_norm"])
+
+
+class ControlTask(EpisodicTask):
     """Mean return of each member over ``episodes`` episodes of a native batched env (see module doc)."""
 
     name = "control"
@@ -210,39 +268,5 @@ class ControlTask(Task):
             obs_sumsq=obs_sumsq,
         )
 
-    # -- the Task contract --------------------------------------------------------------------------
-    def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
-        """Mean return over ``episodes`` episodes per member; updates the observation statistics after."""
-        init = self.initial_states(self.episodes, generation, stream, "episodes")
-        action_gen = None
-        if not self.deterministic:
-            action_gen = nrandom.member_generator(self.seed, generation, stream, "actions")
-        result = self.rollout(phenotype, population, init, action_generator=action_gen)
-        self.obs_norm.update(result.obs_count, result.obs_sum, result.obs_sumsq)
-        values = result.returns.mean(1)
-        return Fitness(
-            values=values,
-            steps=result.steps,
-            metrics={"episode_length_mean": float(result.lengths.double().mean())},
-        )
-
-    def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
-        """Return of one member over ``eval_episodes`` held-out episodes (statistics not updated)."""
-        init = self.initial_states(self.eval_episodes, 0, 0, "validation")
-        action_gen = None
-        if not self.deterministic:
-            action_gen = nrandom.member_generator(self.seed, 0, 0, "validation_actions")
-        result = self.rollout(phenotype, as_population(params), init, action_generator=action_gen)
-        returns = result.returns[0]
-        return {
-            "eval_return_mean": float(returns.mean()),
-            "eval_return_std": float(returns.std(unbiased=False)),
-            "eval_length_mean": float(result.lengths[0].double().mean()),
-        }
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"obs_norm": self.obs_norm.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if "obs_norm" in state:
-            self.obs_norm.load_state_dict(state["obs_norm"])
+    def episode_starts(self, episodes: int, generation: int, stream: int, purpose: str) -> torch.Tensor:
+        return self.initial_states(episodes, generation, stream, purpose)
