@@ -52,6 +52,15 @@ class Strategy(ABC):
         self.descriptors: torch.Tensor | None = None
         self._asked: Any = None
 
+    @classmethod
+    def from_params(cls, params: StrategyParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> Strategy:
+        """Build from validated config keys for ``phenotype`` (its size and initialiser).
+
+        Strategies whose constructor needs more than ``num_params``, ``init`` and their
+        ``Params`` fields (NEAT, EGGROLL, novelty wrappers) override this.
+        """
+        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
+
     # -- the contract ---------------------------------------------------------------------
     def ask(self) -> Any:
         """The population to evaluate this generation (asking twice returns the same one)."""

@@ -115,11 +115,6 @@ class CMAES(Strategy):
         self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
         self._start(lam)
 
-    @classmethod
-    def from_params(cls, params: CMAESParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> CMAES:
-        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
-
     # -- strategy parameters (tutorial, Table 1) ----------------------------------------------
     def _setup(self, lam: int) -> None:
         """Weights and learning rates for population size ``lam``."""

@@ -39,7 +39,8 @@ from pydantic import Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.types import Best
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+from neuroevo.strategies.base import OnNan, Strategy
+from neuroevo.strategies.ga import TruncationParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
@@ -213,12 +214,7 @@ def reconstruct(
     return reconstruct_many([seeds], [powers], init_fn, num_params, init_std=init_std, dtype=dtype)[0]
 
 
-class SeedGAParams(StrategyParams):
-    truncation: int = Field(20, ge=1, description="parents kept each generation (top T)")
-    elites: int = Field(1, ge=0, description="members copied unchanged into the next generation")
-    mutation_power: float = Field(0.02, gt=0, description="sigma: std of the Gaussian mutation")
-    mutation_decay: float = Field(1.0, gt=0, le=1, description="mutation_power multiplier per generation")
-    mutation_min: float = Field(0.0, ge=0, description="floor of the decayed mutation power")
+class SeedGAParams(TruncationParams):
     elite_candidates: int = Field(
         10, ge=1, description="top-k members re-evaluated before the elite is kept (the paper: 10)"
     )

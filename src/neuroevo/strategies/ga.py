@@ -21,12 +21,17 @@ from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
 
-class GAParams(StrategyParams):
+class TruncationParams(StrategyParams):
+    """Config keys shared by the truncation-selection GAs (``ga`` and ``seed_ga``)."""
+
     truncation: int = Field(20, ge=1, description="parents kept each generation (top T)")
     elites: int = Field(1, ge=0, description="best members copied unchanged")
-    mutation_power: float = Field(0.02, gt=0, description="std of the Gaussian mutation")
+    mutation_power: float = Field(0.02, gt=0, description="sigma: std of the Gaussian mutation")
     mutation_decay: float = Field(1.0, gt=0, le=1, description="mutation_power multiplier per generation")
-    mutation_min: float = Field(0.0, ge=0)
+    mutation_min: float = Field(0.0, ge=0, description="floor of the decayed mutation power")
+
+
+class GAParams(TruncationParams):
     crossover_prob: float = Field(0.0, ge=0, le=1, description="chance a child is a uniform crossover")
 
 
@@ -68,11 +73,6 @@ class GA(Strategy):
         self.dtype = dtype
         self.device = torch.device(device)
         self.population = self._initial_population(init, init_std)
-
-    @classmethod
-    def from_params(cls, params: GAParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> GA:
-        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
 
     def _initial_population(self, init: InitFn | torch.Tensor | None, init_std: float) -> torch.Tensor:
         size, dim = self.population_size, self.num_params

@@ -93,11 +93,6 @@ class OpenES(Strategy):
             device=self.device,
         )
 
-    @classmethod
-    def from_params(cls, params: OpenESParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> OpenES:
-        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
-
     @property
     def center(self) -> torch.Tensor:
         return self._center

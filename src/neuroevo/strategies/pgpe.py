@@ -126,11 +126,6 @@ class PGPE(Strategy):
             raise ValueError(f"optimizer = {optimizer!r}; allowed: clipup, adam, sgd")
         self._eps: torch.Tensor | None = None
 
-    @classmethod
-    def from_params(cls, params: PGPEParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> PGPE:
-        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
-
     @property
     def center(self) -> torch.Tensor:
         return self.mean.to(self.dtype).to(self.device)

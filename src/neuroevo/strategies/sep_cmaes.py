@@ -35,11 +35,6 @@ class SepCMAES(CMAES):
         kw.setdefault("active", False)
         super().__init__(num_params, population_size, **kw)
 
-    @classmethod
-    def from_params(cls, params: CMAESParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> SepCMAES:
-        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
-
     def _scale_learning_rates(self) -> None:
         factor = (self.num_params + 2) / 3
         self.c_1 = min(1.0, self.c_1 * factor)

@@ -102,11 +102,6 @@ class SNES(Strategy):
         self.sigma_min = float(sigma_min)
         self._s: torch.Tensor | None = None
 
-    @classmethod
-    def from_params(cls, params: SNESParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> SNES:
-        """Build from validated config keys for ``phenotype`` (its size and initialiser)."""
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
-
     @property
     def center(self) -> torch.Tensor:
         return self.mean.to(self.dtype).to(self.device)
