@@ -36,11 +36,8 @@ from pydantic import Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.errors import ConfigError
-from neuroevo.core.shaping import shape_fitness
 from neuroevo.nn.lowrank import LowRankPopulation, Slot, slot_ranks, vector_index
-from neuroevo.strategies.base import OnNan, Strategy
-from neuroevo.strategies.openes import OpenESParams
-from neuroevo.strategies.optim import Optimizer, OptimizerName, scheduled_lr
+from neuroevo.strategies.openes import OpenES, OpenESParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
@@ -49,7 +46,7 @@ class EggrollParams(OpenESParams):
     rank: int = Field(1, ge=1, description="rank r of each matrix perturbation (capped at min(m, n))")
 
 
-class EGGROLL(Strategy):
+class EGGROLL(OpenES):
     """Low-rank antithetic ES over the weight matrices named by ``slots``; OpenES everywhere else."""
 
     name = "eggroll"
@@ -62,30 +59,10 @@ class EGGROLL(Strategy):
         *,
         slots: Sequence[Slot],
         rank: int = 1,
-        center: torch.Tensor | None = None,
-        init: InitFn | None = None,
-        sigma: float = 0.05,
-        sigma_decay: float = 1.0,
-        sigma_min: float = 0.0,
-        lr: float = 0.02,
-        lr_warmup: int = 0,
-        lr_decay: float = 1.0,
-        lr_min: float = 0.0,
-        optimizer: OptimizerName = "adam",
-        momentum: float = 0.9,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        weight_decay: float = 0.0,
-        shaping: str = "centered_rank",
-        antithetic: bool = True,
-        seed: int = 0,
-        on_nan: OnNan = "worst",
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
+        **options: Any,
     ):
-        super().__init__(num_params, population_size, seed=seed, on_nan=on_nan)
-        if antithetic and population_size % 2:
-            raise ValueError(f"population_size = {population_size}; antithetic sampling needs an even number")
+        """``options`` are OpenES's: centre/init, sigma and its decay, lr and its schedule, optimiser, ..."""
+        super().__init__(num_params, population_size, **options)
         self.slots = [(int(o), int(r), int(c)) for o, r, c in slots]
         for offset, rows, cols in self.slots:
             if offset < 0 or offset + rows * cols > num_params:
@@ -94,24 +71,7 @@ class EGGROLL(Strategy):
                 )
         self.rank = int(rank)
         self.ranks = slot_ranks(self.slots, self.rank)
-        self.dtype, self.device = dtype, torch.device(device)
         self.vector_index = vector_index(num_params, self.slots).to(self.device)
-        if center is None:
-            center = init(nrandom.member_generator(seed, 0, 0, "init")) if init else torch.zeros(num_params)
-        self._center = torch.as_tensor(center).reshape(-1).to(dtype).to(self.device).clone()
-        self.sigma, self.sigma_decay, self.sigma_min = sigma, sigma_decay, sigma_min
-        self.lr, self.lr_warmup, self.lr_decay, self.lr_min = lr, lr_warmup, lr_decay, lr_min
-        self.weight_decay, self.shaping, self.antithetic = weight_decay, shaping, antithetic
-        shape_fitness(torch.zeros(2), shaping)  # fail early on an unknown shaping
-        self.optimizer = Optimizer(
-            optimizer,
-            num_params,
-            beta1=beta1,
-            beta2=beta2,
-            momentum=momentum,
-            dtype=dtype,
-            device=self.device,
-        )
 
     @classmethod
     def from_params(cls, params: EggrollParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> EGGROLL:
@@ -130,10 +90,6 @@ class EGGROLL(Strategy):
             **params.model_dump(),
             **kw,
         )
-
-    @property
-    def center(self) -> torch.Tensor:
-        return self._center
 
     @property
     def pairs(self) -> int:
@@ -185,22 +141,3 @@ class EGGROLL(Strategy):
             grad[offset : offset + rows * cols] = (a @ b.T).reshape(-1) * (scale / math.sqrt(r))
         grad[self.vector_index] = (weights @ population.vector_noise) * scale
         return grad
-
-    def _tell(self, population: LowRankPopulation, fitness: torch.Tensor) -> dict[str, float]:
-        weights = shape_fitness(fitness, self.shaping).to(self.dtype).to(self.device)
-        grad = self.gradient(population, weights)
-        if self.weight_decay:
-            grad = grad - self.weight_decay * self._center
-        lr = scheduled_lr(self.generation, self.lr, self.lr_warmup, self.lr_decay, self.lr_min)
-        self._center = self._center + self.optimizer.step(grad, lr)
-        sigma_used = self.sigma
-        self.sigma = max(self.sigma_min, self.sigma * self.sigma_decay)
-        return {"sigma": sigma_used, "lr": lr, "grad_norm": float(grad.norm())}
-
-    def _state(self) -> dict[str, Any]:
-        return {"center": self._center, "sigma": self.sigma, "optimizer": self.optimizer.state_dict()}
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self._center = state["center"].to(self.dtype).to(self.device).clone()
-        self.sigma = float(state["sigma"])
-        self.optimizer.load_state_dict(state["optimizer"])

@@ -112,17 +112,20 @@ class OpenES(Strategy):
             return torch.cat([self._center + scaled, self._center - scaled])
         return self._center + scaled
 
-    def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
-        weights = shape_fitness(fitness, self.shaping).to(self.dtype).to(self.device)
-        eps = self._eps
+    def gradient(self, population: Any, weights: torch.Tensor) -> torch.Tensor:
+        """The search-gradient estimate ``1 / (P sigma) sum_j (w_j+ - w_j-) eps_j`` for shaped ``weights``."""
         if self.antithetic:
             half = self.population_size // 2
             weights = weights[:half] - weights[half:]
-        grad = (weights @ eps) / (self.population_size * self.sigma)
+        return (weights @ self._eps) / (self.population_size * self.sigma)
+
+    def _tell(self, population: Any, fitness: torch.Tensor) -> dict[str, float]:
+        weights = shape_fitness(fitness, self.shaping).to(self.dtype).to(self.device)
+        grad = self.gradient(population, weights)
         if self.weight_decay:
             grad = grad - self.weight_decay * self._center
         lr = scheduled_lr(self.generation, self.lr, self.lr_warmup, self.lr_decay, self.lr_min)
-        self._center += self.optimizer.step(grad, lr)
+        self._center = self._center + self.optimizer.step(grad, lr)
         sigma_used = self.sigma
         self.sigma = max(self.sigma_min, self.sigma * self.sigma_decay)
         self._eps = None
