@@ -285,9 +285,8 @@ def test_vectorised_distance_equals_naive():
         pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7, budget=64
     )
     torch.testing.assert_close(grouped, naive, rtol=1e-5, atol=1e-5)
-    assert torch.allclose(
-        compatibility_distance(pop, pop).diagonal(), torch.zeros(len(pop), dtype=torch.float64)
-    )
+    # float32 sums: a genome's distance to itself is 0 to rounding
+    assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
 
 def test_speciate_against_previous_representatives_needs_one_distance_pass(monkeypatch):

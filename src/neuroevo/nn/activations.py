@@ -215,6 +215,16 @@ for _name, _fn, _aliases in [
     register_activation(_name, _fn, aliases=_aliases)
 
 
+INPLACE: dict[str, Activation] = {
+    "identity": lambda t: t,
+    "relu": torch.relu_,
+    "tanh": torch.tanh_,
+    "sigmoid": torch.sigmoid_,
+    "neat_sigmoid": lambda t: torch.sigmoid_(t.mul_(4.9)),
+}
+"""In-place versions of common activations, for callers that own the tensor they activate."""
+
+
 def apply_mixed(z: torch.Tensor, groups: list[tuple[Activation, torch.Tensor | None]]) -> torch.Tensor:
     """Apply per-neuron activations along the last dim of ``z``.
 

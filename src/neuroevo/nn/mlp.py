@@ -20,17 +20,10 @@ import torch
 from torch import nn
 
 from neuroevo.core.errors import ConfigError
-from neuroevo.nn.activations import ACTIVATIONS, apply_mixed, get_activation
+from neuroevo.nn.activations import ACTIVATIONS, INPLACE, apply_mixed, get_activation
 from neuroevo.nn.init import InitSpec, get_initializer
 
 LayerActivation = str | Sequence[str]
-
-_INPLACE = {
-    "identity": lambda t: t,
-    "relu": torch.relu_,
-    "tanh": torch.tanh_,
-    "sigmoid": torch.sigmoid_,
-}
 
 
 class MixedActivationLayer(nn.Module):
@@ -225,8 +218,8 @@ class PopulationMLP:
             else:
                 torch.bmm(h, w, out=out)
             act = self.activations[layer]
-            if isinstance(act, str) and act in _INPLACE:
-                h = _INPLACE[act](out)
+            if isinstance(act, str) and act in INPLACE:
+                h = INPLACE[act](out)
             else:
                 h = apply_mixed(out, self._groups[layer])
         # the last layer writes to a fresh tensor, so the result never aliases a scratch buffer

@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, field_validator
 
 from neuroevo.core.errors import ConfigError
-from neuroevo.nn.activations import ACTIVATIONS, get_activation
+from neuroevo.nn.activations import ACTIVATIONS, INPLACE, get_activation
 from neuroevo.nn.networks import NetworkParams, register_network
 
 PAD = 2**62
@@ -119,13 +119,19 @@ class NEATPopulation:
             **values,
         )
 
-    def select(self, rows: torch.Tensor | slice | list[int]) -> NEATPopulation:
-        """The genomes at ``rows`` (an index tensor or list, a boolean mask, or a slice)."""
+    def select(
+        self, rows: torch.Tensor | slice | list[int], nodes: int | None = None, conns: int | None = None
+    ) -> NEATPopulation:
+        """The genomes at ``rows`` (an index tensor or list, a boolean mask, or a slice);
+        ``nodes`` / ``conns`` keep only that many gene columns (at most the current width) in
+        the same copy, for callers that know the selected rows' gene counts."""
+        width = {"node": nodes, "conn": conns}
+        cols = {k: slice(None, width[k[:4]]) for k in NODE_FIELDS + CONN_FIELDS}
         if isinstance(rows, slice):
-            return self.replace(**{k: v[rows] for k, v in self.tensors.items()})
+            return self.replace(**{k: v[rows, cols[k]] for k, v in self.tensors.items()})
         index = torch.as_tensor(rows)
         index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
-        return self.replace(**{k: v.index_select(0, index) for k, v in self.tensors.items()})
+        return self.replace(**{k: v[:, cols[k]].index_select(0, index) for k, v in self.tensors.items()})
 
     def node_counts(self) -> torch.Tensor:
         return (self.node_key != PAD).sum(1)
@@ -348,7 +354,7 @@ class CompiledNEAT:
     dst: torch.Tensor  # [P, C] target slot (the trash slot when invalid)
     weight: torch.Tensor  # [P, C] (0 when invalid)
     bias: torch.Tensor  # [P, S]
-    response: torch.Tensor  # [P, S]
+    response: torch.Tensor | None  # [P, S] (None: 1 on every node)
     act: torch.Tensor  # [P, S] activation index (-1 for inputs/trash)
     agg: torch.Tensor  # [P, S] aggregation index
     counts: torch.Tensor  # [P, S] valid incoming connections
@@ -360,6 +366,7 @@ class CompiledNEAT:
     row_start: list[int] = field(default_factory=list)  # first row (depth-sorted) deeper than level l
     order: torch.Tensor | None = None  # rows are sorted by depth: compiled row i is genome order[i]
     inverse: torch.Tensor | None = None
+    act_inplace: Any = None  # in-place form of the one activation present, if it has one
 
     def rows(self, start: int) -> CompiledNEAT:
         """The compiled rows ``start:`` (views, no copies)."""
@@ -377,16 +384,12 @@ def node_slots(pop: NEATPopulation, ids: torch.Tensor) -> tuple[torch.Tensor, to
 
 def slots_of(node_key: torch.Tensor, num_in: int, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``node_slots`` on bare tensors: ``node_key[P, N]`` sorted rows, node ``ids[P, K]``."""
-    n = node_key.shape[1]
-    if n == 0:
-        found = (ids >= 0) & (ids < num_in)
-        return torch.where(found, ids, torch.zeros_like(ids)), found
-    pos = torch.searchsorted(node_key, ids.contiguous()).clamp(max=n - 1)
-    hit = node_key.gather(1, pos) == ids
-    is_input = (ids >= 0) & (ids < num_in)
-    found = is_input | hit
-    slot = num_in + pos + (ids - num_in - pos) * is_input  # integer masks: exact, cheaper than where
-    return slot * found, found
+    # slots are [inputs | node genes]: input ids 0..num_in-1 sort below every node id
+    inputs = torch.arange(num_in, dtype=node_key.dtype, device=node_key.device)
+    keys = torch.cat([inputs.expand(node_key.shape[0], num_in), node_key], 1)
+    pos = torch.searchsorted(keys, ids.contiguous()).clamp_(max=keys.shape[1] - 1)
+    found = keys.gather(1, pos) == ids
+    return pos * found, found
 
 
 def compile_population(
@@ -399,27 +402,39 @@ def compile_population(
     trash = s - 1
     src, src_ok = node_slots(pop, pop.conn_in)
     dst, dst_ok = node_slots(pop, pop.conn_out)
-    valid = (pop.conn_innovation != PAD) & pop.conn_enabled & src_ok & dst_ok & (dst >= num_in)
-    src = src * valid  # integer masks are exact (and cheaper than torch.where on CPU)
-    dst = trash + (dst - trash) * valid
-    weight = torch.where(valid, pop.conn_weight, torch.zeros_like(pop.conn_weight))
+    # empty and disabled connections (and links into inputs) feed the trash slot, whose value
+    # nothing reads: their source and weight can stay as they are
+    valid = pop.conn_enabled & src_ok & dst_ok & (dst >= num_in)
+    dst = trash + (dst - trash) * valid  # integer masks are exact (and cheaper than torch.where on CPU)
+    weight = pop.conn_weight
     node_ok = pop.node_key != PAD
 
     def slots(t: torch.Tensor, fill: float | int) -> torch.Tensor:
         left = torch.full((p, num_in), fill, dtype=t.dtype)
         return torch.cat([left, t, torch.full((p, 1), fill, dtype=t.dtype)], dim=1)
 
-    bias = slots(torch.where(node_ok, pop.node_bias, torch.zeros_like(pop.node_bias)), 0.0)
-    response = slots(pop.node_response, 0.0)
+    bias = slots(pop.node_bias, 0.0)  # empty slots hold GENE_FILL (0)
+    # response is usually 1 on every node (neat-python's default config): then it is skipped
+    response_is_one = torch.equal(pop.node_response, node_ok.to(pop.node_response.dtype))
+    response = None if response_is_one else slots(pop.node_response, 0.0)
     act = slots(torch.where(node_ok, pop.node_activation, torch.full_like(pop.node_activation, -1)), -1)
     agg = slots(pop.node_aggregation, 0)
     ones = torch.ones_like(dst, dtype=torch.float32)
     counts_all = torch.zeros(p, s).scatter_add_(1, dst, ones)
     counts = counts_all.clone()
     counts[:, trash] = 0
-    act_kinds = (torch.bincount(act.view(-1) + 1)[1:].nonzero().view(-1)).tolist()
+    if len(pop.activations) == 1:
+        act_kinds = [0]
+    else:
+        act_kinds = (torch.bincount(act.view(-1) + 1)[1:].nonzero().view(-1)).tolist()
     act_fns = [(k, get_activation(pop.activations[k])) for k in act_kinds]
-    agg_kinds = torch.bincount(pop.node_aggregation[node_ok]).nonzero().view(-1).tolist() or [0]
+    act_inplace = None
+    if len(act_kinds) == 1:
+        act_inplace = INPLACE.get(ACTIVATIONS.canonical(pop.activations[act_kinds[0]]))
+    if bool(pop.node_aggregation.any()):  # empty slots hold 0 (sum)
+        agg_kinds = torch.bincount(pop.node_aggregation[node_ok]).nonzero().view(-1).tolist() or [0]
+    else:
+        agg_kinds = [0]
 
     level = None
     num_levels = 0
@@ -427,8 +442,7 @@ def compile_population(
         base = torch.cat([torch.zeros(p, num_in), node_ok.float(), torch.zeros(p, 1)], dim=1).long()
         level = base.clone()
         for _ in range(s + 1):
-            cand = level.gather(1, src) + 1
-            cand = cand * valid
+            cand = (level + 1).gather(1, src)  # invalid connections land in the trash slot
             new = base.clone().scatter_reduce_(1, dst, cand, "amax", include_self=True)
             new[:, trash] = 0
             if torch.equal(new, level):
@@ -454,7 +468,8 @@ def compile_population(
             inverse = torch.argsort(order)
             depth = depth[order]
             src, dst, weight, level = src[order], dst[order], weight[order], level[order]
-            bias, response, act, agg = bias[order], response[order], act[order], agg[order]
+            bias, act, agg = bias[order], act[order], agg[order]
+            response = None if response is None else response[order]
             counts, counts_all = counts[order], counts_all[order]
         row_start = torch.searchsorted(depth, torch.arange(1, num_levels + 1)).tolist()
     else:
@@ -468,7 +483,7 @@ def compile_population(
         dst.to(device),
         weight.to(device, dtype),
         bias.to(device, dtype),
-        response.to(device, dtype),
+        None if response is None else response.to(device, dtype),
         act.to(device),
         agg.to(device),
         counts.to(device, dtype),
@@ -480,6 +495,7 @@ def compile_population(
         row_start,
         None if order is None else order.to(device),
         None if inverse is None else inverse.to(device),
+        act_inplace,
     )
 
 
@@ -492,7 +508,6 @@ def _aggregate(c: CompiledNEAT, contrib: torch.Tensor) -> torch.Tensor:
     s = c.num_slots
     dst = c.dst.unsqueeze(1).expand_as(contrib)
     counts = c.counts.unsqueeze(1)
-    has = counts > 0
     out: torch.Tensor | None = None
     cache: dict[str, torch.Tensor] = {}
 
@@ -515,7 +530,7 @@ def _aggregate(c: CompiledNEAT, contrib: torch.Tensor) -> torch.Tensor:
             r = total() / counts.clamp(min=1)
         elif name == "product":
             r = contrib.new_ones(p, b, s).scatter_reduce_(2, dst, contrib, "prod", include_self=True)
-            r = torch.where(has, r, torch.zeros_like(r))
+            r = torch.where(counts > 0, r, torch.zeros_like(r))
         elif name == "max":
             r = reduce("amax")
         elif name == "min":
@@ -554,6 +569,9 @@ def _median(c: CompiledNEAT, contrib: torch.Tensor) -> torch.Tensor:
 
 
 def _activate(c: CompiledNEAT, z: torch.Tensor) -> torch.Tensor:
+    """Each slot's activation of ``z`` (which it may overwrite)."""
+    if c.act_inplace is not None:
+        return c.act_inplace(z)
     if len(c.act_fns) == 1:
         return c.act_fns[0][1](z)
     out = z
@@ -569,8 +587,14 @@ def _step(c: CompiledNEAT, values: torch.Tensor, gathered: torch.Tensor | None =
         src = c.src.unsqueeze(1).expand(values.shape[0], values.shape[1], c.src.shape[1])
         gathered = values.gather(2, src)
     contrib = gathered * c.weight.unsqueeze(1)
+    if c.response is None and c.agg_kinds == [0]:  # sum, response 1: accumulate onto the bias
+        p, b, _ = contrib.shape
+        z = c.bias.unsqueeze(1).expand(p, b, c.num_slots).clone()
+        return _activate(c, z.scatter_add_(2, c.dst.unsqueeze(1).expand_as(contrib), contrib))
     agg = _aggregate(c, contrib)
-    return _activate(c, c.bias.unsqueeze(1) + c.response.unsqueeze(1) * agg)
+    if c.response is not None:
+        agg = c.response.unsqueeze(1) * agg
+    return _activate(c, agg.add_(c.bias.unsqueeze(1)))
 
 
 def run_compiled(
@@ -659,6 +683,7 @@ class NEATModule(torch.nn.Module):
             agg_kinds=m.agg_kinds,
             num_levels=m.num_levels,
             row_start=m.row_start,
+            act_inplace=m.act_inplace,
             **values,
         )
 
@@ -735,13 +760,17 @@ class NEATPhenotype:
             size = len(pop)
             step = self.chunk_size if self.chunk_size > 0 else max(size, 1)
             order = None
+            nodes, conns = pop.node_counts(), pop.conn_counts()
             if size >= 2 * self.group_min:
-                order = torch.argsort(pop.node_counts() + pop.conn_counts(), stable=True)
+                order = torch.argsort(nodes + conns, stable=True)
                 step = min(step, -(-size // min(8, size // self.group_min)))
             chunks = []
             for start in range(0, size, step):
                 rows = slice(start, start + step) if order is None else order[start : start + step]
-                chunks.append(compile_population(pop.select(rows).trimmed(), device, dtype))
+                width_n = max(int(nodes[rows].max()), pop.num_outputs) if size else pop.num_outputs
+                width_c = int(conns[rows].max()) if size else 0
+                part = pop.select(rows, width_n, width_c)  # selected and trimmed in one copy
+                chunks.append(compile_population(part, device, dtype))
             inverse = None if order is None else torch.argsort(order).to(device)
             pop.cache[key] = (chunks, None if order is None else order.to(device), inverse)
         return pop.cache[key]
