@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -51,3 +55,41 @@ def test_registry_errors_list_allowed():
         reg.get("b")
     with pytest.raises(ConfigError, match="already registered"):
         reg.register("a", 2)
+
+
+_FAULTS = """
+import resource, sys, torch
+torch.set_num_threads(1)
+from neuroevo.core import memory
+memory.configure(sys.argv[1] == "keep")
+from neuroevo.nn.neat_graph import NEATPhenotype
+from neuroevo.strategies.neat import NEAT  # applies keep_freed_memory unless switched off
+x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+phenotype, strategy = NEATPhenotype(2, 1), NEAT(2, 1, 10000, seed=0)
+faults = []
+for generation in range(12):  # many multi-MiB tensors made and dropped per generation
+    start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    out = phenotype.forward(strategy.ask(), x)[..., 0]
+    strategy.tell(-((out - x.sum(1).remainder(2)) ** 2).sum(1))
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
+print(memory._state["applied"], sum(faults[6:]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_keep_freed_memory_cuts_page_faults_and_can_be_switched_off():
+    def faults(mode: str, **env: str) -> tuple[str, int]:
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **env},
+        ).stdout.split()
+        return out[0], int(out[1])
+
+    applied, kept = faults("keep")
+    _, default = faults("default")
+    refused, _ = faults("keep", NEUROEVO_KEEP_FREED_MEMORY="0")
+    assert applied == "True" and refused == "False"
+    assert kept * 2 < default, (kept, default)  # warm generations reuse freed memory

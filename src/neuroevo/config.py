@@ -23,6 +23,7 @@ from typing import Any
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from neuroevo.core import memory
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn import NETWORKS
@@ -45,6 +46,9 @@ class RunParams(BaseModel):
     validate_every: int = Field(1, ge=1, description="generations between validations of the best member")
     device: str = Field("cpu", description="cpu | cuda | cuda:N")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
+    keep_freed_memory: bool = Field(
+        True, description="keep freed tensor memory in the process (glibc malloc; fewer page faults)"
+    )
     progress: bool = True
 
 
@@ -208,6 +212,8 @@ def build(config: Config) -> Built:
     run = config.run
     if run.threads:
         torch.set_num_threads(run.threads)
+    memory.configure(run.keep_freed_memory)
+    memory.keep_freed_memory()
     device = run.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"run.device = {device!r}: CUDA is not available here; allowed: cpu")

@@ -63,9 +63,11 @@ def aggregation_index(name: str) -> int:
     return AGGREGATIONS.index(name)
 
 
-def _pad_cols(t: torch.Tensor, width: int, fill: Any) -> torch.Tensor:
+def pad_columns(t: torch.Tensor, width: int, fill: Any, copy: bool = True) -> torch.Tensor:
+    """``t[K, W]`` cut or padded (with ``fill``) to ``width`` columns (``copy`` = False: a cut
+    may be a view of ``t``)."""
     if t.shape[1] >= width:
-        return t[:, :width].contiguous()
+        return t[:, :width].contiguous() if copy else t[:, :width]
     extra = torch.full((t.shape[0], width - t.shape[1]), fill, dtype=t.dtype, device=t.device)
     return torch.cat([t, extra], dim=1)
 
@@ -152,7 +154,7 @@ class NEATPopulation:
             width = nodes if name.startswith("node") else conns
             if not shrink:
                 width = max(width, t.shape[1])
-            out[name] = _pad_cols(t, width, GENE_FILL[name])
+            out[name] = pad_columns(t, width, GENE_FILL[name])
         return self.replace(**out)
 
     def sort_genes(self, nodes: bool = True, conns: bool = True) -> NEATPopulation:
@@ -210,7 +212,7 @@ class NEATPopulation:
                 if name == "node_activation":
                     t = remap[t.long()]
                 width = n if name.startswith("node") else c
-                cols[name].append(_pad_cols(t.unsqueeze(0), width, GENE_FILL[name])[0])
+                cols[name].append(pad_columns(t.unsqueeze(0), width, GENE_FILL[name])[0])
         dtypes = {
             "node_key": torch.long,
             "node_activation": torch.long,

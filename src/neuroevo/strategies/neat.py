@@ -55,6 +55,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, field_validator, model_validator
 
+from neuroevo.core import memory
 from neuroevo.core import random as nrandom
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.activations import ACTIVATIONS
@@ -67,6 +68,7 @@ from neuroevo.nn.neat_graph import (
     PAD,
     NEATPopulation,
     aggregation_index,
+    pad_columns,
     slots_of,
 )
 from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
@@ -269,10 +271,16 @@ def _choose(valid: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, to
 
 
 def _insert(
-    pop: NEATPopulation, rows: torch.Tensor, prefix: str, values: dict[str, torch.Tensor]
+    pop: NEATPopulation,
+    rows: torch.Tensor,
+    prefix: str,
+    values: dict[str, torch.Tensor],
+    spare: int = 0,
 ) -> NEATPopulation:
-    """Write genes into the first empty slots of genomes ``rows`` (an index tensor), widening if
-    needed: ``values[name]`` is ``[len(rows)]`` (one gene) or ``[len(rows), G]`` (G genes in order).
+    """Write genes into the first empty slots of genomes ``rows`` (an index tensor), in place:
+    the caller owns ``pop``'s tensors. ``values[name]`` is ``[len(rows)]`` (one gene) or
+    ``[len(rows), G]`` (G genes in order). When a row is full the arrays are widened once,
+    with ``spare`` more empty columns for later inserts.
 
     Rows must be compact (empty slots only at the end). New node ids and new innovation
     numbers are larger than every existing one, so rows stay sorted.
@@ -286,20 +294,15 @@ def _insert(
     need = int(count.max()) + genes
     if need > keys.shape[1]:
         if prefix == "node":
-            pop = pop.padded(need, pop.conn_innovation.shape[1])
+            pop = pop.padded(need + spare, pop.conn_innovation.shape[1])
         else:
-            pop = pop.padded(pop.node_key.shape[1], need)
-    out = {}
+            pop = pop.padded(pop.node_key.shape[1], need + spare)
+    slots = count.unsqueeze(1) + torch.arange(genes)
+    rows = rows.unsqueeze(1).expand_as(slots)
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
-        t = getattr(pop, name).clone()
-        v = values[name].to(t.dtype)
-        if genes == 1:
-            t[rows, count] = v
-        else:
-            for i in range(genes):
-                t[rows, count + i] = v[:, i]
-        out[name] = t
-    return pop.replace(**out)
+        t = getattr(pop, name)
+        t.index_put_((rows, slots), values[name].to(t.dtype).view(slots.shape))
+    return pop
 
 
 def _clear(pop: NEATPopulation, mask: torch.Tensor, prefix: str) -> NEATPopulation:
@@ -312,13 +315,21 @@ def _clear(pop: NEATPopulation, mask: torch.Tensor, prefix: str) -> NEATPopulati
     return pop.replace(**out)
 
 
-def cat_populations(parts: list[NEATPopulation]) -> NEATPopulation:
-    """Stack populations (widened to a common capacity)."""
+def cat_populations(parts: list[NEATPopulation], trim: bool = False) -> NEATPopulation:
+    """Stack populations (widened to a common capacity; with ``trim``, cut to the widest
+    genome in the same copy)."""
     parts = [p for p in parts if len(p)] or parts[:1]
-    n = max(p.node_key.shape[1] for p in parts)
-    c = max(p.conn_innovation.shape[1] for p in parts)
-    parts = [p.padded(n, c) for p in parts]
-    tensors = {k: torch.cat([getattr(p, k) for p in parts]) for k in NODE_FIELDS + CONN_FIELDS}
+    if trim:
+        n = max(max(int(p.node_counts().max()) if len(p) else 0 for p in parts), parts[0].num_outputs)
+        c = max(int(p.conn_counts().max()) if len(p) else 0 for p in parts)
+    else:
+        n = max(p.node_key.shape[1] for p in parts)
+        c = max(p.conn_innovation.shape[1] for p in parts)
+    tensors = {}
+    for k in NODE_FIELDS + CONN_FIELDS:
+        width = n if k.startswith("node") else c
+        pieces = [getattr(p, k) for p in parts]  # wider pieces are cut as views: one copy
+        tensors[k] = torch.cat([pad_columns(t, width, GENE_FILL[k], copy=False) for t in pieces])
     return parts[0].replace(**tensors)
 
 
@@ -547,6 +558,7 @@ class NEAT(Strategy):
         **options: Any,
     ):
         self.params = NEATParams(population_size=population_size, on_nan=on_nan, **options)
+        memory.keep_freed_memory()  # NEAT builds and drops many large tensors per generation
         super().__init__(0, population_size, seed=seed, on_nan=on_nan)
         p = self.params
         if num_inputs < 1 or num_outputs < 1:
@@ -886,8 +898,8 @@ class NEAT(Strategy):
         primary = torch.where(first, p1, p2)
         secondary = torch.where(first, p2, p1)
         kids = self.crossover(population, primary, secondary, self._gen(child_gen, "crossover"))
-        kids = self.mutate(kids, child_gen)
-        new_pop = cat_populations([population.select(elite_rows), kids]).trimmed()
+        kids = self.mutate(kids, child_gen, in_place=True)  # crossover's tensors are new
+        new_pop = cat_populations([population.select(elite_rows), kids], trim=True)
         self.population = new_pop
         self._speciate(new_pop, child_gen)
         return self._stats()
@@ -934,9 +946,12 @@ class NEAT(Strategy):
                 out[name] = torch.where(take, b[name].gather(1, pos), getattr(a, name))
         return a.replace(**out)
 
-    def mutate(self, pop: NEATPopulation, generation: int) -> NEATPopulation:
-        """Structural mutations (add/delete node, add/delete connection), then attribute mutations."""
+    def mutate(self, pop: NEATPopulation, generation: int, *, in_place: bool = False) -> NEATPopulation:
+        """Structural mutations (add/delete node, add/delete connection), then attribute
+        mutations. ``in_place``: ``pop``'s tensors belong to the caller and may be overwritten."""
         p = self.params
+        if not in_place:
+            pop = pop.replace(**{name: t.clone() for name, t in pop.tensors.items()})
         k = len(pop)
         g = self._gen(generation, "structure")
         self._pairs_key = torch.zeros(0, dtype=torch.long)
@@ -990,9 +1005,7 @@ class NEAT(Strategy):
         )
         self.next_node_id += n_new
         self.next_innovation += 2 * n_new
-        enabled = pop.conn_enabled.clone()
-        enabled[sel, j] = False
-        pop = pop.replace(conn_enabled=enabled)
+        pop.conn_enabled[sel, j] = False
         m = len(sel)
         pop = _insert(
             pop,
@@ -1018,6 +1031,7 @@ class NEAT(Strategy):
                 "conn_weight": pair(torch.ones(m), w),
                 "conn_enabled": torch.ones(m, 2, dtype=torch.bool),
             },
+            spare=1 if self.params.conn_add_prob > 0 else 0,  # room for add_connection
         )
 
     def _delete_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
@@ -1098,9 +1112,7 @@ class NEAT(Strategy):
         )
         exists = same.any(1)
         if self.surer and bool((ok & exists).any()):
-            enabled = pop.conn_enabled.clone()
-            enabled[sel] |= same & (ok & exists)[:, None]
-            pop = pop.replace(conn_enabled=enabled)
+            pop.conn_enabled[sel] |= same & (ok & exists)[:, None]
         new = ok & ~exists
         if not bool(new.any()):
             return pop
@@ -1148,44 +1160,45 @@ class NEAT(Strategy):
         return _clear(pop, mask, "conn")
 
     def _mutate_attributes(self, pop: NEATPopulation, g: torch.Generator) -> NEATPopulation:
+        """Attribute mutations of the genes present (empty slots draw nothing), in place."""
         p = self.params
-        node_ok = pop.node_key != PAD
-        conn_ok = pop.conn_innovation != PAD
-        out: dict[str, torch.Tensor] = {}
-        w = self._float_mutate("weight", pop.conn_weight, g)
-        out["conn_weight"] = torch.where(conn_ok, w, torch.zeros_like(w))
-        r = torch.rand(pop.conn_enabled.shape, generator=g)
+        conn_at = (pop.conn_innovation != PAD).view(-1).nonzero().squeeze(1)
+        weight = pop.conn_weight.view(-1)
+        weight.index_copy_(0, conn_at, self._float_mutate("weight", weight.index_select(0, conn_at), g))
+        flags = pop.conn_enabled.view(-1)
+        enabled = flags.index_select(0, conn_at)
+        r = torch.rand(enabled.shape, generator=g)
         if p.enabled_rate_to_false_add == p.enabled_rate_to_true_add:
             rate: torch.Tensor | float = p.enabled_mutate_rate + p.enabled_rate_to_true_add
         else:
             rate = p.enabled_mutate_rate + torch.where(
-                pop.conn_enabled,
+                enabled,
                 torch.full_like(r, p.enabled_rate_to_false_add),
                 torch.full_like(r, p.enabled_rate_to_true_add),
             )
-        enabled = pop.conn_enabled & conn_ok
-        where = ((r < rate) & conn_ok).nonzero(as_tuple=True)  # a 50/50 redraw for these
-        enabled[where] = torch.rand(len(where[0]), generator=g) < 0.5
-        out["conn_enabled"] = enabled
-        b = self._float_mutate("bias", pop.node_bias, g)
-        out["node_bias"] = torch.where(node_ok, b, torch.zeros_like(b))
-        if p.response_mutate_rate > 0 or p.response_replace_rate > 0:
-            resp = self._float_mutate("response", pop.node_response, g)
-            out["node_response"] = torch.where(node_ok, resp, torch.zeros_like(resp))
-        shape = pop.node_key.shape
-        if p.activation_mutate_rate > 0:
-            r = torch.rand(shape, generator=g)
-            pick = self.act_options[torch.randint(len(self.act_options), shape, generator=g)]
-            change = (r < p.activation_mutate_rate) & node_ok
-            if self.output_activation is not None:
-                change &= pop.node_key >= self.num_inputs + self.num_outputs
-            out["node_activation"] = torch.where(change, pick, pop.node_activation)
-        if p.aggregation_mutate_rate > 0:
-            r = torch.rand(shape, generator=g)
-            pick = self.agg_options[torch.randint(len(self.agg_options), shape, generator=g)]
-            change = (r < p.aggregation_mutate_rate) & node_ok
-            out["node_aggregation"] = torch.where(change, pick, pop.node_aggregation)
-        return pop.replace(**out)
+        where = (r < rate).nonzero().squeeze(1)  # a 50/50 redraw for these
+        enabled[where] = torch.rand(len(where), generator=g) < 0.5
+        flags.index_copy_(0, conn_at, enabled)
+        node_key = pop.node_key.view(-1)
+        node_at = (node_key != PAD).nonzero().squeeze(1)
+        for name in ("bias", "response"):
+            if name == "bias" or p.response_mutate_rate > 0 or p.response_replace_rate > 0:
+                values = getattr(pop, f"node_{name}").view(-1)
+                values.index_copy_(0, node_at, self._float_mutate(name, values.index_select(0, node_at), g))
+        for name, rate_c, options in (
+            ("activation", p.activation_mutate_rate, self.act_options),
+            ("aggregation", p.aggregation_mutate_rate, self.agg_options),
+        ):
+            if rate_c <= 0:
+                continue
+            r = torch.rand(node_at.shape, generator=g)
+            pick = options[torch.randint(len(options), node_at.shape, generator=g)]
+            change = r < rate_c
+            if name == "activation" and self.output_activation is not None:
+                change &= node_key.index_select(0, node_at) >= self.num_inputs + self.num_outputs
+            at = node_at[change]
+            getattr(pop, f"node_{name}").view(-1).index_copy_(0, at, pick[change])
+        return pop
 
     # -- checkpoints -----------------------------------------------------------------------------
     def write_report(self, folder: Any) -> None:
