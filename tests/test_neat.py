@@ -87,6 +87,13 @@ def test_batched_forward_equals_per_genome_reference(feed_forward):
     for i in range(len(pop)):
         ref = reference_forward(genome_to_json(pop.genome(i)), x, steps=steps)
         torch.testing.assert_close(out[i], ref, rtol=1e-5, atol=1e-5, equal_nan=True)
+    # a second run of the same population (an episode's next step) orders rows by depth first
+    again = phenotype.forward(pop, x)
+    chunks, _, _ = next(v for k, v in pop.cache.items() if k[0] == "compiled" and len(k) == 4)
+    assert all(c.depth_sorted == feed_forward for c in chunks)
+    if feed_forward:
+        assert any(c.order is not None for c in chunks) and any(c.row_start[-1] > 0 for c in chunks)
+    torch.testing.assert_close(again, out, equal_nan=True)
 
 
 def test_per_member_inputs_and_chunking_agree():

@@ -369,6 +369,7 @@ class CompiledNEAT:
     order: torch.Tensor | None = None  # rows are sorted by depth: compiled row i is genome order[i]
     inverse: torch.Tensor | None = None
     act_inplace: Any = None  # in-place form of the one activation present, if it has one
+    depth_sorted: bool = False  # rows ordered by depth (row_start skips shallow rows)
 
     def rows(self, start: int) -> CompiledNEAT:
         """The compiled rows ``start:`` (views, no copies)."""
@@ -395,9 +396,13 @@ def slots_of(node_key: torch.Tensor, num_in: int, ids: torch.Tensor) -> tuple[to
 
 
 def compile_population(
-    pop: NEATPopulation, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    pop: NEATPopulation,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    depth_sorted: bool = True,
 ) -> CompiledNEAT:
-    """Lower genomes to slot tensors; for feed-forward genomes also compute topological levels."""
+    """Lower genomes to slot tensors; for feed-forward genomes also compute topological levels
+    (and with ``depth_sorted`` order the rows by depth, see ``sort_by_depth``)."""
     num_in, num_out = pop.num_inputs, pop.num_outputs
     p, n = pop.node_key.shape
     s = num_in + n + 1
@@ -462,22 +467,9 @@ def compile_population(
             -torch.ones_like(level),
         )
         num_levels = int(level.max()) if level.numel() else 0
-        # sort genomes by depth so that level l only touches the rows deep enough to need it
-        depth = level.amax(1)
-        order, inverse = None, None
-        if p > 1 and not bool((depth[1:] >= depth[:-1]).all()):
-            order = torch.argsort(depth, stable=True)
-            inverse = torch.argsort(order)
-            depth = depth[order]
-            src, dst, weight, level = src[order], dst[order], weight[order], level[order]
-            bias, act, agg = bias[order], act[order], agg[order]
-            response = None if response is None else response[order]
-            counts, counts_all = counts[order], counts_all[order]
-        row_start = torch.searchsorted(depth, torch.arange(1, num_levels + 1)).tolist()
-    else:
-        order, inverse, row_start = None, None, []
+    row_start = [0] * num_levels  # every level runs on every row until sort_by_depth
 
-    return CompiledNEAT(
+    compiled = CompiledNEAT(
         num_in,
         num_out,
         s,
@@ -495,9 +487,29 @@ def compile_population(
         None if level is None else level.to(device),
         num_levels,
         row_start,
-        None if order is None else order.to(device),
-        None if inverse is None else inverse.to(device),
-        act_inplace,
+        act_inplace=act_inplace,
+    )
+    return sort_by_depth(compiled) if depth_sorted else compiled
+
+
+def sort_by_depth(c: CompiledNEAT) -> CompiledNEAT:
+    """The same compiled genomes with rows ordered by depth, so that level l only touches the
+    rows deep enough to need it: worth its cost when the population runs more than once (a
+    control episode), not for one supervised batch."""
+    if c.level is None or c.depth_sorted or c.src.shape[0] < 2:
+        return c
+    depth = c.level.amax(1)
+    names = ("src", "dst", "weight", "bias", "response", "act", "agg", "counts", "counts_all", "level")
+    order, inverse, moved = None, None, {}
+    if not bool((depth[1:] >= depth[:-1]).all()):
+        order = torch.argsort(depth, stable=True)
+        inverse = torch.argsort(order)
+        depth = depth[order]
+        moved = {n: getattr(c, n)[order] for n in names if getattr(c, n) is not None}
+    levels = torch.arange(1, c.num_levels + 1, device=depth.device)
+    row_start = torch.searchsorted(depth, levels).tolist()
+    return dataclasses.replace(
+        c, **moved, row_start=row_start, order=order, inverse=inverse, depth_sorted=True
     )
 
 
@@ -772,9 +784,13 @@ class NEATPhenotype:
                 width_n = max(int(nodes[rows].max()), pop.num_outputs) if size else pop.num_outputs
                 width_c = int(conns[rows].max()) if size else 0
                 part = pop.select(rows, width_n, width_c)  # selected and trimmed in one copy
-                chunks.append(compile_population(part, device, dtype))
+                chunks.append(compile_population(part, device, dtype, depth_sorted=False))
             inverse = None if order is None else torch.argsort(order).to(device)
             pop.cache[key] = (chunks, None if order is None else order.to(device), inverse)
+        elif not pop.cache.get(key + ("depth_sorted",)):  # run again (an episode): sort once
+            chunks, order, inverse = pop.cache[key]
+            pop.cache[key] = ([sort_by_depth(c) for c in chunks], order, inverse)
+            pop.cache[key + ("depth_sorted",)] = True
         return pop.cache[key]
 
     def _population(self, population: Any) -> NEATPopulation:
