@@ -352,18 +352,18 @@ class CompiledNEAT:
     num_inputs: int
     num_outputs: int
     num_slots: int
-    src: torch.Tensor  # [P, C] source slot of each connection (0 when invalid)
-    dst: torch.Tensor  # [P, C] target slot (the trash slot when invalid)
-    weight: torch.Tensor  # [P, C] (0 when invalid)
+    src: torch.Tensor  # [P, C] source slot of each connection (0 for an empty gene)
+    dst: torch.Tensor  # [P, C] target slot (the trash slot for empty/disabled genes)
+    weight: torch.Tensor  # [P, C] (what reaches the trash slot is never read)
     bias: torch.Tensor  # [P, S]
     response: torch.Tensor | None  # [P, S] (None: 1 on every node)
-    act: torch.Tensor  # [P, S] activation index (-1 for inputs/trash)
-    agg: torch.Tensor  # [P, S] aggregation index
-    counts: torch.Tensor  # [P, S] valid incoming connections
-    counts_all: torch.Tensor  # [P, S] incoming entries incl. invalid ones (trash)
+    act: torch.Tensor | None  # [P, S] activation index (-1 for inputs/trash; None: one kind)
+    agg: torch.Tensor | None  # [P, S] aggregation index (None: sum everywhere)
+    counts: torch.Tensor | None  # [P, S] valid incoming connections (None: sum everywhere)
+    counts_all: torch.Tensor | None  # [P, S] incoming entries incl. invalid ones (trash)
     act_fns: list[tuple[int, Any]]
     agg_kinds: list[int]
-    level: torch.Tensor | None  # [P, S] topological level (0 inputs, >=1 nodes, -1 pad/trash)
+    level: torch.Tensor | None  # [P, S] topological level (0 inputs/empty/trash, >=1 nodes)
     num_levels: int
     row_start: list[int] = field(default_factory=list)  # first row (depth-sorted) deeper than level l
     order: torch.Tensor | None = None  # rows are sorted by depth: compiled row i is genome order[i]
@@ -424,24 +424,25 @@ def compile_population(
     # response is usually 1 on every node (neat-python's default config): then it is skipped
     response_is_one = torch.equal(pop.node_response, node_ok.to(pop.node_response.dtype))
     response = None if response_is_one else slots(pop.node_response, 0.0)
-    act = slots(torch.where(node_ok, pop.node_activation, torch.full_like(pop.node_activation, -1)), -1)
-    agg = slots(pop.node_aggregation, 0)
-    ones = torch.ones_like(dst, dtype=torch.float32)
-    counts_all = torch.zeros(p, s).scatter_add_(1, dst, ones)
-    counts = counts_all.clone()
-    counts[:, trash] = 0
+    act = None
     if len(pop.activations) == 1:
         act_kinds = [0]
     else:
+        act = slots(torch.where(node_ok, pop.node_activation, torch.full_like(pop.node_activation, -1)), -1)
         act_kinds = (torch.bincount(act.view(-1) + 1)[1:].nonzero().view(-1)).tolist()
     act_fns = [(k, get_activation(pop.activations[k])) for k in act_kinds]
     act_inplace = None
     if len(act_kinds) == 1:
         act_inplace = INPLACE.get(ACTIVATIONS.canonical(pop.activations[act_kinds[0]]))
+    agg, counts, counts_all = None, None, None
+    agg_kinds = [0]
     if bool(pop.node_aggregation.any()):  # empty slots hold 0 (sum)
         agg_kinds = torch.bincount(pop.node_aggregation[node_ok]).nonzero().view(-1).tolist() or [0]
-    else:
-        agg_kinds = [0]
+    if agg_kinds != [0]:  # only sum needs no per-slot kinds or counts
+        agg = slots(pop.node_aggregation, 0)
+        counts_all = torch.zeros(p, s).scatter_add_(1, dst, torch.ones_like(dst, dtype=torch.float32))
+        counts = counts_all.clone()
+        counts[:, trash] = 0
 
     level = None
     num_levels = 0
@@ -459,13 +460,6 @@ def compile_population(
             raise ValueError(
                 "a feed_forward genome has a cycle; use feed_forward = false for recurrent genomes"
             )
-        level = torch.where(
-            torch.cat(
-                [torch.ones(p, num_in, dtype=torch.bool), node_ok, torch.zeros(p, 1, dtype=torch.bool)], 1
-            ),
-            level,
-            -torch.ones_like(level),
-        )
         num_levels = int(level.max()) if level.numel() else 0
     row_start = [0] * num_levels  # every level runs on every row until sort_by_depth
 
@@ -478,10 +472,10 @@ def compile_population(
         weight.to(device, dtype),
         bias.to(device, dtype),
         None if response is None else response.to(device, dtype),
-        act.to(device),
-        agg.to(device),
-        counts.to(device, dtype),
-        counts_all.to(device),
+        None if act is None else act.to(device),
+        None if agg is None else agg.to(device),
+        None if counts is None else counts.to(device, dtype),
+        None if counts_all is None else counts_all.to(device),
         act_fns,
         agg_kinds,
         None if level is None else level.to(device),
@@ -521,7 +515,7 @@ def _aggregate(c: CompiledNEAT, contrib: torch.Tensor) -> torch.Tensor:
     p, b, _ = contrib.shape
     s = c.num_slots
     dst = c.dst.unsqueeze(1).expand_as(contrib)
-    counts = c.counts.unsqueeze(1)
+    counts = None if c.counts is None else c.counts.unsqueeze(1)  # None: sum only
     out: torch.Tensor | None = None
     cache: dict[str, torch.Tensor] = {}
 

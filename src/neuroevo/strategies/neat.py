@@ -516,7 +516,10 @@ def compatibility_distance(
         cats = [pop.node_activation] if "activation" not in constant else []
         if "aggregation" not in constant:
             cats.append(pop.node_aggregation)
-        return (floats, None, cats), ([pop.conn_weight.float()], pop.conn_enabled.float(), [])
+        if "distance" not in pop.cache:  # speciation measures the same population several times
+            pop.cache["distance"] = (pop.conn_enabled.float(), pop.node_counts(), pop.conn_counts())
+        enabled = pop.cache["distance"][0]
+        return (floats, None, cats), ([pop.conn_weight.float()], enabled, [])
 
     node_cats = [max(len(a.activations), len(b.activations))] if "activation" not in constant else []
     if "aggregation" not in constant:
@@ -527,8 +530,8 @@ def compatibility_distance(
         (a.node_key, b.node_key, a_nodes, b_nodes, node_cats),
         (a.conn_innovation, b.conn_innovation, a_conns, b_conns, []),
     ]
-    for ak, bk, aa, ba, cats in parts:
-        na, nb = (ak != PAD).sum(1), (bk != PAD).sum(1)
+    for i, (ak, bk, aa, ba, cats) in enumerate(parts):
+        na, nb = a.cache["distance"][1 + i], b.cache["distance"][1 + i]
         num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget)
         num += cd * (na.to(f64).unsqueeze(1) + nb.to(f64).unsqueeze(0))
         if ce != cd:
