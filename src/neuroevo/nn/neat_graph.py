@@ -122,18 +122,29 @@ class NEATPopulation:
         )
 
     def select(
-        self, rows: torch.Tensor | slice | list[int], nodes: int | None = None, conns: int | None = None
+        self,
+        rows: torch.Tensor | slice | list[int],
+        nodes: int | None = None,
+        conns: int | None = None,
+        skip: tuple[str, ...] = (),
     ) -> NEATPopulation:
         """The genomes at ``rows`` (an index tensor or list, a boolean mask, or a slice);
         ``nodes`` / ``conns`` keep only that many gene columns (at most the current width) in
-        the same copy, for callers that know the selected rows' gene counts."""
+        the same copy, for callers that know the selected rows' gene counts. Fields named in
+        ``skip`` are not copied (they hold GENE_FILL), for callers that never read them."""
         width = {"node": nodes, "conn": conns}
         cols = {k: slice(None, width[k[:4]]) for k in NODE_FIELDS + CONN_FIELDS}
         if isinstance(rows, slice):
-            return self.replace(**{k: v[rows, cols[k]] for k, v in self.tensors.items()})
-        index = torch.as_tensor(rows)
-        index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
-        return self.replace(**{k: v[:, cols[k]].index_select(0, index) for k, v in self.tensors.items()})
+            out = {k: v[rows, cols[k]] for k, v in self.tensors.items() if k not in skip}
+        else:
+            index = torch.as_tensor(rows)
+            index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
+            out = {k: v[:, cols[k]].index_select(0, index) for k, v in self.tensors.items() if k not in skip}
+        for k in skip:
+            shape = next(v for n, v in out.items() if n[:4] == k[:4]).shape
+            fill = torch.full((), GENE_FILL[k], dtype=getattr(self, k).dtype, device=self.node_key.device)
+            out[k] = fill.expand(shape)  # a read-only view, no copy
+        return self.replace(**out)
 
     def node_counts(self) -> torch.Tensor:
         return (self.node_key != PAD).sum(1)
@@ -589,20 +600,31 @@ def _activate(c: CompiledNEAT, z: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _step(c: CompiledNEAT, values: torch.Tensor, gathered: torch.Tensor | None = None) -> torch.Tensor:
-    """New slot values ``[P, B, S]`` from ``values`` (``gathered``: source values, if already read)."""
+def _step(
+    c: CompiledNEAT,
+    values: torch.Tensor,
+    gathered: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """New slot values ``[P, B, S]`` from ``values`` (``gathered``: source values, if already
+    read; ``out``: where to write them, which may be ``values`` once the sources are read)."""
     if gathered is None:
         src = c.src.unsqueeze(1).expand(values.shape[0], values.shape[1], c.src.shape[1])
         gathered = values.gather(2, src)
-    contrib = gathered * c.weight.unsqueeze(1)
+    contrib = gathered.mul_(c.weight.unsqueeze(1))  # gathered is a fresh tensor
     if c.response is None and c.agg_kinds == [0]:  # sum, response 1: accumulate onto the bias
         p, b, _ = contrib.shape
-        z = c.bias.unsqueeze(1).expand(p, b, c.num_slots).clone()
-        return _activate(c, z.scatter_add_(2, c.dst.unsqueeze(1).expand_as(contrib), contrib))
+        bias = c.bias.unsqueeze(1).expand(p, b, c.num_slots)
+        z = bias.clone() if out is None else out.copy_(bias)
+        z.scatter_add_(2, c.dst.unsqueeze(1).expand_as(contrib), contrib)
+        if out is not None and c.act_inplace is None:
+            return out.copy_(_activate(c, z))
+        return _activate(c, z)
     agg = _aggregate(c, contrib)
     if c.response is not None:
         agg = c.response.unsqueeze(1) * agg
-    return _activate(c, agg.add_(c.bias.unsqueeze(1)))
+    z = _activate(c, agg.add_(c.bias.unsqueeze(1)))
+    return z if out is None else out.copy_(z)
 
 
 def run_compiled(
@@ -639,7 +661,7 @@ def run_compiled(
             if flat is not None:
                 gathered = values.view(-1).index_select(0, flat[start * b * conns :])
                 gathered = gathered.view(p - start, b, conns)
-            view.copy_(_step(c.rows(start), view, gathered))
+            _step(c.rows(start), view, gathered, out=view)
             view[:, :, :num_in] = x[start:]
     else:
         for _ in range(steps):
@@ -777,7 +799,8 @@ class NEATPhenotype:
                 rows = slice(start, start + step) if order is None else order[start : start + step]
                 width_n = max(int(nodes[rows].max()), pop.num_outputs) if size else pop.num_outputs
                 width_c = int(conns[rows].max()) if size else 0
-                part = pop.select(rows, width_n, width_c)  # selected and trimmed in one copy
+                # selected and trimmed in one copy; compilation never reads innovation numbers
+                part = pop.select(rows, width_n, width_c, skip=("conn_innovation",))
                 chunks.append(compile_population(part, device, dtype, depth_sorted=False))
             inverse = None if order is None else torch.argsort(order).to(device)
             pop.cache[key] = (chunks, None if order is None else order.to(device), inverse)

@@ -909,12 +909,16 @@ class NEAT(Strategy):
 
     def _stats(self, extinct: float = 0.0) -> dict[str, float]:
         pop = self.population
-        enabled = ((pop.conn_innovation != PAD) & pop.conn_enabled).sum(1).double()
+        if "distance" in pop.cache:  # speciation has counted them (empty slots are disabled)
+            enabled, nodes, _ = pop.cache["distance"]
+        else:
+            enabled, nodes = (pop.conn_innovation != PAD) & pop.conn_enabled, pop.node_counts()
+        size = max(len(pop), 1)
         return {
             "num_species": float(len(self.species_id)),
             "compatibility_threshold": float(self.compatibility_threshold),
-            "mean_nodes": float(pop.node_counts().double().mean()),
-            "mean_connections": float(enabled.mean()),
+            "mean_nodes": float(nodes.sum()) / size,
+            "mean_connections": float(enabled.sum()) / size,
             "extinctions": extinct,
         }
 
