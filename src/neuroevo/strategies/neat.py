@@ -1109,8 +1109,12 @@ class NEAT(Strategy):
             check = ok & (src >= num_in)
             if bool(check.any()):
                 idx = check.nonzero().squeeze(1)
-                cyc = self._reaches(pop, sel[idx], dst[idx], src[idx])
-                ok[idx[cyc]] = False
+                # a cycle needs a path dst -> src: none when dst feeds no connection at all
+                feeds = (pop.conn_in.index_select(0, sel[idx]) == dst[idx].unsqueeze(1)).any(1)
+                idx = idx[feeds]
+                if idx.numel():
+                    cyc = self._reaches(pop, sel[idx], dst[idx], src[idx])
+                    ok[idx[cyc]] = False
         innov_rows = pop.conn_innovation.index_select(0, sel)
         same = (
             (pop.conn_in.index_select(0, sel) == src[:, None])
