@@ -292,6 +292,15 @@ def test_vectorised_distance_equals_naive():
         pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7, budget=64
     )
     torch.testing.assert_close(grouped, naive, rtol=1e-5, atol=1e-5)
+    # speciation's second pass reuses the dense rows of the first when its keys are covered
+    kw = {"disjoint_coefficient": 1.0, "weight_coefficient": 0.5, "excess_coefficient": 1.7, "budget": 64}
+    compatibility_distance(pop, reps, reuse=True, **kw)
+    kept = [v for k, v in pop.cache.items() if k[0] == "dense"]
+    first = [id(v["groups"]) for v in kept]
+    assert len(first) == 2  # node and connection rows
+    again = compatibility_distance(pop, reps.select([0, 2, 5]), reuse=True, **kw)
+    torch.testing.assert_close(again, naive[:, [0, 2, 5]], rtol=1e-5, atol=1e-5)
+    assert [id(v["groups"]) for v in kept] == first  # not rebuilt
     # float32 sums: a genome's distance to itself is 0 to rounding
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 

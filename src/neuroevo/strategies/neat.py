@@ -359,21 +359,19 @@ def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tens
     return out
 
 
-def _columns(ak: torch.Tensor, bk: torch.Tensor, union: torch.Tensor):
-    """Column of each key of ``ak`` / ``bk`` in the sorted ``union`` (``len(union)`` if absent)."""
+def _columns(keys: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+    """Column of each of ``keys`` in the sorted, non-empty ``union`` (``len(union)`` if absent)."""
     u = union.numel()
-    if u == 0:
-        return torch.zeros_like(ak), torch.zeros_like(bk)
     top = int(union[-1])
     if top <= 1 << 22:  # a lookup table over key values: cheaper than searching [n, K] keys
         lut = torch.full((top + 2,), u, dtype=torch.long)
         lut[union] = torch.arange(u)
-        col_a = lut.index_select(0, ak.clamp(max=top + 1).view(-1)).view(ak.shape)  # PAD -> absent
-    else:
-        pos = torch.searchsorted(union, ak).clamp_(max=u - 1)
-        col_a = torch.where((union[pos] == ak) & (ak != PAD), pos, u)
-    col_b = torch.where(bk != PAD, torch.searchsorted(union, bk).clamp_(max=u - 1), u)
-    return col_a, col_b
+        return lut.index_select(0, keys.clamp(max=top + 1).view(-1)).view(keys.shape)  # PAD -> absent
+    pos = torch.searchsorted(union, keys).clamp_(max=u - 1)
+    return torch.where((union[pos] == keys) & (keys != PAD), pos, u)
+
+
+_REUSE_ELEMENTS = 1 << 24  # dense rows kept for reuse: at most 64 MiB of float32 per gene kind
 
 
 def _matched_terms(
@@ -385,6 +383,7 @@ def _matched_terms(
     cd: float,
     cw: float,
     budget: int,
+    reuse: dict[str, Any] | None = None,
 ) -> torch.Tensor:
     """``[n, m]``: ``cw * (sum over matching genes of the attribute differences) - 2 cd * matches``.
 
@@ -402,16 +401,24 @@ def _matched_terms(
     genes of ``b``'s genomes, ``a``'s value in that gene's column (``P_a |F_a - f|``) and sums
     them per ``b`` genome with a second product. O(n * (union * m + L)) work in a fixed
     number of tensor calls; ``budget`` bounds the dense elements per call.
+
+    ``reuse`` (a dict kept with ``a``) holds ``a``'s dense rows from the previous call: when
+    ``b``'s keys are all in that call's union (speciation's second pass, against the new
+    representatives, usually), they are used again instead of rebuilt.
     """
     f32 = torch.float32  # exact for the counts; about 1e-6 relative on the weight sums
     n, m = ak.shape[0], bk.shape[0]
     out = torch.zeros(n, m, dtype=torch.float64)
     live_b = bk != PAD
     union = torch.unique(bk[live_b])
-    u = union.numel()
-    if u == 0 or n == 0 or m == 0:
+    if union.numel() == 0 or n == 0 or m == 0:
         return out
-    col_a, col_b = _columns(ak, bk, union)
+    groups: list[tuple[slice, torch.Tensor | None]] | None = None
+    col_a = None
+    if reuse is not None and "union" in reuse and bool(torch.isin(union, reuse["union"]).all()):
+        union, groups = reuse["union"], reuse["groups"]
+    u = union.numel()
+    col_b = torch.where(live_b, torch.searchsorted(union, bk).clamp_(max=u - 1), u)
     blk = u + 1
     flag = a_attr[1] is not None
     linear = (2 if flag else 1) * blk + sum(blk * k for k in cats)  # [P | E | H...]
@@ -462,10 +469,16 @@ def _matched_terms(
     # minus sum |F_b| plus P_a |F_b| (in ``right``) leaves the matching genes only
     const = -cw * absb.sum(1, keepdim=True)
     out_t = out.T  # [m, n]: results come out transposed, like the dense rows
-    step = max(1, budget // (width + len(pair_col)))
-    for r0 in range(0, n, step):
-        rows = slice(r0, r0 + step)
-        ba = dense(col_a, a_attr, rows)  # [width, r]
+    if groups is None:
+        col_a = _columns(ak, union)
+        step = max(1, budget // (width + len(pair_col)))
+        groups = [(slice(r0, r0 + step), None) for r0 in range(0, n, step)]
+        keep = reuse is not None and width * n <= _REUSE_ELEMENTS
+        if keep:
+            groups = [(rows, dense(col_a, a_attr, rows)) for rows, _ in groups]
+            reuse.update(union=union, groups=groups)
+    for rows, kept in groups:
+        ba = kept if kept is not None else dense(col_a, a_attr, rows)  # [width, r]
         part = right @ ba[:linear]
         if nf:
             diff = None
@@ -489,6 +502,7 @@ def compatibility_distance(
     excess_coefficient: float | None = None,
     constant: tuple[str, ...] = (),
     budget: int = 1 << 18,
+    reuse: bool = False,
 ) -> torch.Tensor:
     """Distances ``[len(a), len(b)]`` between every pair of genomes (node part + connection part).
 
@@ -503,7 +517,8 @@ def compatibility_distance(
     (``_matched_terms``: two matrix products per part), so the work is O(len(a) * (len(b) *
     union + genes of b)) in a fixed number of tensor calls, independent of how ``a``'s genomes
     are padded; distances are exact to about 1e-6. ``budget`` bounds the dense elements per
-    call (rows of ``a`` are processed in groups).
+    call (rows of ``a`` are processed in groups). With ``reuse``, ``a``'s dense rows are kept
+    in ``a.cache`` for the next call against genomes whose keys they cover.
     """
     cd, cw = disjoint_coefficient, weight_coefficient
     ce = cd if excess_coefficient is None else excess_coefficient
@@ -532,7 +547,8 @@ def compatibility_distance(
     ]
     for i, (ak, bk, aa, ba, cats) in enumerate(parts):
         na, nb = a.cache["distance"][1 + i], b.cache["distance"][1 + i]
-        num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget)
+        kept = a.cache.setdefault(("dense", i, constant, tuple(cats)), {}) if reuse else None
+        num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, kept)
         num += cd * (na.to(f64).unsqueeze(1) + nb.to(f64).unsqueeze(0))
         if ce != cd:
             num += (ce - cd) * _excess(ak, na, bk, nb).to(f64)
@@ -734,6 +750,7 @@ class NEAT(Strategy):
             weight_coefficient=p.compatibility_weight_coefficient,
             excess_coefficient=p.compatibility_excess_coefficient,
             constant=self._constant,
+            reuse=True,
         )
 
     def _distance_of(self, pop: NEATPopulation, rows: torch.Tensor, reps: NEATPopulation) -> torch.Tensor:
@@ -795,6 +812,8 @@ class NEAT(Strategy):
         self.species_best = torch.cat(
             [self.species_best[keep_t], torch.full((n_new,), -math.inf, dtype=torch.float64)]
         )
+        for key in [k for k in pop.cache if k[0] == "dense"]:  # dense rows kept between passes
+            del pop.cache[key]
         self.representatives = pop.select(torch.tensor(rep_rows + new_rows, dtype=torch.long))
         self.member_species = assign
         sizes = torch.bincount(assign, minlength=len(self.species_id))
