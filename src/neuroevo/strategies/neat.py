@@ -919,9 +919,16 @@ class NEAT(Strategy):
         first = fitness[p1] > fitness[p2]
         primary = torch.where(first, p1, p2)
         secondary = torch.where(first, p2, p1)
+        # children ordered by their fitter parent's size (a child has its structure), elites
+        # last: the population comes out nearly sorted by size, which NEATPhenotype's chunks
+        # and reading the parents in order both profit from
+        size = population.node_counts() + population.conn_counts()
+        by_size = torch.argsort(size[primary], stable=True)
+        primary, secondary = primary[by_size], secondary[by_size]
+        elite_rows = elite_rows[torch.argsort(size[elite_rows], stable=True)]
         kids = self.crossover(population, primary, secondary, self._gen(child_gen, "crossover"))
         kids = self.mutate(kids, child_gen, in_place=True)  # crossover's tensors are new
-        new_pop = cat_populations([population.select(elite_rows), kids], trim=True)
+        new_pop = cat_populations([kids, population.select(elite_rows)], trim=True)
         self.population = new_pop
         self._speciate(new_pop, child_gen)
         return self._stats()
