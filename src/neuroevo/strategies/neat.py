@@ -408,7 +408,7 @@ def _matched_terms(
     """
     f32 = torch.float32  # exact for the counts; about 1e-6 relative on the weight sums
     n, m = ak.shape[0], bk.shape[0]
-    out = torch.zeros(n, m, dtype=torch.float64)
+    out = torch.zeros(n, m, dtype=f32)
     live_b = bk != PAD
     union = torch.unique(bk[live_b])
     if union.numel() == 0 or n == 0 or m == 0:
@@ -540,7 +540,7 @@ def compatibility_distance(
     if "aggregation" not in constant:
         node_cats.append(len(AGGREGATIONS))
     (a_nodes, a_conns), (b_nodes, b_conns) = attrs(a), attrs(b)
-    total = torch.zeros(len(a), len(b), dtype=f64)
+    total = torch.zeros(len(a), len(b))
     parts = [
         (a.node_key, b.node_key, a_nodes, b_nodes, node_cats),
         (a.conn_innovation, b.conn_innovation, a_conns, b_conns, []),
@@ -549,11 +549,13 @@ def compatibility_distance(
         na, nb = a.cache["distance"][1 + i], b.cache["distance"][1 + i]
         kept = a.cache.setdefault(("dense", i, constant, tuple(cats)), {}) if reuse else None
         num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, kept)
-        num += cd * (na.to(f64).unsqueeze(1) + nb.to(f64).unsqueeze(0))
+        na_f, nb_f = na.float().unsqueeze(1), nb.float().unsqueeze(0)
+        num += cd * na_f
+        num += cd * nb_f
         if ce != cd:
-            num += (ce - cd) * _excess(ak, na, bk, nb).to(f64)
-        total += num / torch.maximum(na.unsqueeze(1), nb.unsqueeze(0)).clamp(min=1).to(f64)
-    return total
+            num += (ce - cd) * _excess(ak, na, bk, nb).float()
+        total.addcdiv_(num, torch.maximum(na_f, nb_f).clamp_(min=1))
+    return total.to(f64)
 
 
 # -- the strategy ----------------------------------------------------------------------------------
@@ -962,14 +964,14 @@ class NEAT(Strategy):
         k, c = a.conn_innovation.shape
         if c:
             pos = torch.searchsorted(b["conn_innovation"], a.conn_innovation).clamp(max=c - 1)
-            match = (b["conn_innovation"].gather(1, pos) == a.conn_innovation) & (a.conn_innovation != PAD)
+            live = a.conn_innovation != PAD
+            match = (b["conn_innovation"].gather(1, pos) == a.conn_innovation) & live
             take_w = match & (torch.rand(k, c, generator=gen) < 0.5)
             out["conn_weight"] = torch.where(take_w, b["conn_weight"].gather(1, pos), a.conn_weight)
             either_off = ~a.conn_enabled | (match & ~b["conn_enabled"].gather(1, pos))
-            enabled = a.conn_enabled & (a.conn_innovation != PAD)
-            where = (either_off & (a.conn_innovation != PAD)).nonzero(as_tuple=True)
+            enabled = a.conn_enabled  # a fresh copy; False in empty slots
+            where = (either_off & live).nonzero(as_tuple=True)
             enabled[where] = torch.rand(len(where[0]), generator=gen) >= self.params.crossover_disabled_rate
-            out["conn_enabled"] = enabled
         k, n = a.node_key.shape
         if n:
             pos = torch.searchsorted(b["node_key"], a.node_key).clamp(max=n - 1)
