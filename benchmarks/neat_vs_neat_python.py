@@ -256,6 +256,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ours_by_size = {}
     for size in args.sizes:
         gc.collect()
+        neuroevo_ms_per_gen(size, 2)  # a throwaway run, like neat-python's calibration run below
+        gc.collect()
         ours_by_size[size] = neuroevo_ms_per_gen(size, args.time_generations)
     for size in args.sizes:
         ours = ours_by_size[size]
