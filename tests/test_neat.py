@@ -219,6 +219,24 @@ def test_fixed_output_activation_is_not_mutated():
 # -- variation ---------------------------------------------------------------------------------------
 
 
+def test_variation_leaves_the_parents_alone_and_in_place_mutation_matches():
+    s, _ = evolve_random(6, seed=8, size=40)
+    pop = s.ask()
+    parents = {name: t.clone() for name, t in pop.tensors.items()}
+    order = torch.arange(len(pop))
+    kids = s.crossover(pop, order, order.roll(1), torch.Generator().manual_seed(3))
+    children = {name: t.clone() for name, t in kids.tensors.items()}
+    state = (s.next_node_id, s.next_innovation)
+    mutated = s.mutate(kids, 7)  # not in place: the children stay as they were
+    s.next_node_id, s.next_innovation = state
+    in_place = s.mutate(kids.replace(**{n: t.clone() for n, t in children.items()}), 7, in_place=True)
+    for name in parents:
+        assert torch.equal(getattr(pop, name), parents[name]), name
+        assert torch.equal(getattr(kids, name), children[name]), name
+        assert torch.equal(getattr(in_place, name), getattr(mutated, name)), name
+    assert not torch.equal(mutated.conn_weight[:, : kids.conn_weight.shape[1]], kids.conn_weight)
+
+
 def test_same_structural_mutation_in_a_generation_gets_same_innovation():
     s = NEAT(2, 1, 40, seed=0, node_add_prob=1.0, conn_add_prob=0.0)
     pop = s.ask()
