@@ -152,6 +152,14 @@ class NEATPopulation:
     def conn_counts(self) -> torch.Tensor:
         return (self.conn_innovation != PAD).sum(1)
 
+    def gene_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(node genes, connection genes) per genome, counted once per population: speciation,
+        reproduction and the phenotype's chunking all need them. (Only mutation changes a
+        population's tensors in place, on fresh children nobody has counted yet.)"""
+        if "gene_counts" not in self.cache:
+            self.cache["gene_counts"] = (self.node_counts(), self.conn_counts())
+        return self.cache["gene_counts"]
+
     def trimmed(self) -> NEATPopulation:
         """Drop trailing columns that are empty in every row (rows must be sorted)."""
         n = max(int(self.node_counts().max()) if len(self) else 0, self.num_outputs)
@@ -768,7 +776,7 @@ class NEATPhenotype:
         stateful: bool = False,
         chunk_size: int = 0,
         output_activation: str | None = None,
-        group_min: int = 2048,
+        group_min: int = 1250,
     ):
         if num_inputs < 1 or num_outputs < 1:
             raise ConfigError("network.type = 'neat' needs a task with inputs and outputs")
@@ -800,7 +808,7 @@ class NEATPhenotype:
             size = len(pop)
             step = self.chunk_size if self.chunk_size > 0 else max(size, 1)
             order = None
-            nodes, conns = pop.node_counts(), pop.conn_counts()
+            nodes, conns = pop.gene_counts()
             if size >= 2 * self.group_min:
                 step = min(step, -(-size // min(8, size // self.group_min)))
                 order = torch.argsort(nodes + conns, stable=True)

@@ -266,8 +266,9 @@ def _choose(valid: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, to
     if valid.shape[1] == 0:
         zeros = torch.zeros(valid.shape[0], dtype=torch.long)
         return zeros, torch.zeros(valid.shape[0], dtype=torch.bool)
-    u = torch.where(valid, _rand(gen, *valid.shape), torch.full(valid.shape, -1.0))
-    return u.argmax(1), valid.any(1)
+    u = _rand(gen, *valid.shape).add_(valid)  # valid columns in [1, 2), the others below 1
+    best, column = u.max(1)
+    return column, best >= 1
 
 
 def _insert(
@@ -531,9 +532,9 @@ def compatibility_distance(
         cats = [pop.node_activation] if "activation" not in constant else []
         if "aggregation" not in constant:
             cats.append(pop.node_aggregation)
-        if "distance" not in pop.cache:  # speciation measures the same population several times
-            pop.cache["distance"] = (pop.conn_enabled.float(), pop.node_counts(), pop.conn_counts())
-        enabled = pop.cache["distance"][0]
+        if "enabled_float" not in pop.cache:  # speciation measures the same population several times
+            pop.cache["enabled_float"] = pop.conn_enabled.float()
+        enabled = pop.cache["enabled_float"]
         return (floats, None, cats), ([pop.conn_weight.float()], enabled, [])
 
     node_cats = [max(len(a.activations), len(b.activations))] if "activation" not in constant else []
@@ -546,7 +547,7 @@ def compatibility_distance(
         (a.conn_innovation, b.conn_innovation, a_conns, b_conns, []),
     ]
     for i, (ak, bk, aa, ba, cats) in enumerate(parts):
-        na, nb = a.cache["distance"][1 + i], b.cache["distance"][1 + i]
+        na, nb = a.gene_counts()[i], b.gene_counts()[i]
         kept = a.cache.setdefault(("dense", i, constant, tuple(cats)), {}) if reuse else None
         num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, kept)
         na_f, nb_f = na.float().unsqueeze(1), nb.float().unsqueeze(0)
@@ -924,7 +925,7 @@ class NEAT(Strategy):
         # children ordered by their fitter parent's size (a child has its structure), elites
         # last: the population comes out nearly sorted by size, which NEATPhenotype's chunks
         # and reading the parents in order both profit from
-        size = population.node_counts() + population.conn_counts()
+        size = sum(population.gene_counts())
         by_size = torch.argsort(size[primary], stable=True)
         primary, secondary = primary[by_size], secondary[by_size]
         elite_rows = elite_rows[torch.argsort(size[elite_rows], stable=True)]
@@ -937,10 +938,8 @@ class NEAT(Strategy):
 
     def _stats(self, extinct: float = 0.0) -> dict[str, float]:
         pop = self.population
-        if "distance" in pop.cache:  # speciation has counted them (empty slots are disabled)
-            enabled, nodes, _ = pop.cache["distance"]
-        else:
-            enabled, nodes = (pop.conn_innovation != PAD) & pop.conn_enabled, pop.node_counts()
+        enabled = pop.cache.get("enabled_float", pop.conn_enabled)  # empty slots are disabled
+        nodes = pop.gene_counts()[0]
         size = max(len(pop), 1)
         return {
             "num_species": float(len(self.species_id)),
