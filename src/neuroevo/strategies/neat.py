@@ -320,9 +320,11 @@ def cat_populations(parts: list[NEATPopulation], trim: bool = False) -> NEATPopu
     """Stack populations (widened to a common capacity; with ``trim``, cut to the widest
     genome in the same copy)."""
     parts = [p for p in parts if len(p)] or parts[:1]
+    counts = None
     if trim:
-        n = max(max(int(p.node_counts().max()) if len(p) else 0 for p in parts), parts[0].num_outputs)
-        c = max(int(p.conn_counts().max()) if len(p) else 0 for p in parts)
+        counts = [p.gene_counts() for p in parts]
+        n = max(max(int(c[0].max()) if len(c[0]) else 0 for c in counts), parts[0].num_outputs)
+        c = max(int(c[1].max()) if len(c[1]) else 0 for c in counts)
     else:
         n = max(p.node_key.shape[1] for p in parts)
         c = max(p.conn_innovation.shape[1] for p in parts)
@@ -331,7 +333,10 @@ def cat_populations(parts: list[NEATPopulation], trim: bool = False) -> NEATPopu
         width = n if k.startswith("node") else c
         pieces = [getattr(p, k) for p in parts]  # wider pieces are cut as views: one copy
         tensors[k] = torch.cat([pad_columns(t, width, GENE_FILL[k], copy=False) for t in pieces])
-    return parts[0].replace(**tensors)
+    out = parts[0].replace(**tensors)
+    if counts is not None:
+        out.cache["gene_counts"] = tuple(torch.cat([c[i] for c in counts]) for i in (0, 1))
+    return out
 
 
 # -- compatibility distance ------------------------------------------------------------------------
