@@ -157,3 +157,16 @@ def test_custom_fitness_example_runs():
     assert (
         "best accuracy 0.98" in done.stdout or "best accuracy 0.99" in done.stdout or "1.000" in done.stdout
     )
+
+
+def test_neat_run_exports_its_best_genome(tmp_path):
+    out = tmp_path / "run"
+    config = ROOT / "examples" / "xor_neat.toml"
+    assert main(["run", str(config), "--out", str(out), "--generations", "12", "--seed", "1"]) == 0
+    module, _ = load_best_module(out)
+    assert int((module.level > 0).sum()) >= 1  # a compiled genome with nodes
+    assert main(["best", str(out), "--export", str(tmp_path / "net.pt2")]) == 0
+    exported = torch.export.load(str(tmp_path / "net.pt2")).module()
+    for batch in (1, 4, 9):  # the batch dimension stays dynamic
+        x = torch.rand(batch, 2, generator=torch.Generator().manual_seed(batch))
+        torch.testing.assert_close(exported(x), module(x))

@@ -636,12 +636,19 @@ def _step(
 
 
 def run_compiled(
-    c: CompiledNEAT, x: torch.Tensor, *, steps: int = 1, state: torch.Tensor | None = None
+    c: CompiledNEAT,
+    x: torch.Tensor,
+    *,
+    steps: int = 1,
+    state: torch.Tensor | None = None,
+    flat_reads: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Outputs ``[P, B, out]`` and the final slot values for inputs ``x[P, B, in]``.
 
     Feed-forward: one batched pass per topological level. Recurrent (``c.level is None``):
-    ``steps`` synchronous updates starting from ``state`` (zeros when None).
+    ``steps`` synchronous updates starting from ``state`` (zeros when None). ``flat_reads``
+    = False always reads sources with ``gather``: no branch on the batch size, which
+    ``torch.export`` needs to keep the batch dimension dynamic.
     """
     p, b, _ = x.shape
     num_in = c.num_inputs
@@ -659,7 +666,7 @@ def run_compiled(
         # node-by-node topological evaluation gives. Only the inputs are restored each time.
         conns = c.src.shape[1]
         flat = None
-        if p * b * conns <= 1 << 22:  # read sources with one flat index_select (cheaper than gather)
+        if flat_reads and p * b * conns <= 1 << 22:  # one flat index_select: cheaper than gather
             rows = torch.arange(p * b, device=x.device).view(p, b, 1) * c.num_slots
             flat = (rows + c.src.unsqueeze(1)).view(-1)
         for lvl in range(1, c.num_levels + 1):
@@ -739,7 +746,7 @@ class NEATModule(torch.nn.Module):
         xb = x.reshape(1, -1, x.shape[-1]).to(self.weight.dtype)
         c = self.compiled()
         state = self._state if self._state is not None and self._state.shape[1] == xb.shape[1] else None
-        out, values = run_compiled(c, xb, steps=self.steps, state=state)
+        out, values = run_compiled(c, xb, steps=self.steps, state=state, flat_reads=False)
         if c.level is None:
             self._state = values.detach()
         out = out[0]
