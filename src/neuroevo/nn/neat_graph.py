@@ -688,15 +688,6 @@ def run_compiled(
     return out, values
 
 
-def _padded_cells(nodes: torch.Tensor, conns: torch.Tensor, step: int) -> int:
-    """Gene slots that chunks of ``step`` consecutive genomes span, each trimmed to its widest."""
-    total = 0
-    for start in range(0, len(nodes), step):
-        rows = min(step, len(nodes) - start)
-        total += rows * (int(nodes[start : start + step].max()) + int(conns[start : start + step].max()))
-    return total
-
-
 # -- the phenotype ---------------------------------------------------------------------------------
 
 
@@ -806,9 +797,8 @@ class NEATPhenotype:
     ) -> tuple[list[CompiledNEAT], torch.Tensor | None]:
         """Compiled chunks (cached on the population) and the row order they hold (None = as is).
 
-        Large populations are grouped by genome size, so each chunk is trimmed to the widths
-        of similar genomes instead of the largest one: as they stand when they are nearly in
-        size order already (NEAT's own populations are), else reordered.
+        Large populations are ordered by genome size first, so each chunk is trimmed to the
+        widths of similar genomes instead of the largest one.
         """
         key = ("compiled", self.chunk_size, str(device), dtype)
         if key not in pop.cache:
@@ -819,17 +809,12 @@ class NEATPhenotype:
             if size >= 2 * self.group_min:
                 step = min(step, -(-size // min(8, size // self.group_min)))
                 order = torch.argsort(nodes + conns, stable=True)
-                if _padded_cells(nodes, conns, step) <= 1.15 * _padded_cells(
-                    nodes[order], conns[order], step
-                ):
-                    order = None
             chunks = []
             for start in range(0, size, step):
                 rows = slice(start, start + step) if order is None else order[start : start + step]
                 width_n = max(int(nodes[rows].max()), pop.num_outputs) if size else pop.num_outputs
                 width_c = int(conns[rows].max()) if size else 0
-                # trimmed (and selected) in at most one copy; compilation never reads
-                # innovation numbers
+                # selected and trimmed in one copy; compilation never reads innovation numbers
                 part = pop.select(rows, width_n, width_c, skip=("conn_innovation",))
                 chunks.append(compile_population(part, device, dtype, depth_sorted=False))
             inverse = None if order is None else torch.argsort(order).to(device)

@@ -928,8 +928,8 @@ class NEAT(Strategy):
         primary = torch.where(first, p1, p2)
         secondary = torch.where(first, p2, p1)
         # children ordered by their fitter parent's size (a child has its structure), elites
-        # last: the population comes out nearly sorted by size, which NEATPhenotype's chunks
-        # and reading the parents in order both profit from
+        # last: the population comes out nearly sorted by size, so crossover reads the parents
+        # and NEATPhenotype selects its size groups in close to memory order
         size = sum(population.gene_counts())
         by_size = torch.argsort(size[primary], stable=True)
         primary, secondary = primary[by_size], secondary[by_size]
