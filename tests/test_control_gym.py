@@ -6,6 +6,7 @@ import gymnasium as gym
 import pytest
 import torch
 
+from conftest import gym_start_states
 from neuroevo.core import random as nrandom
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.mlp import PopulationMLP
@@ -26,12 +27,7 @@ def test_same_returns_as_control_task_from_same_states() -> None:
     native = ControlTask("CartPole-v1", episodes=3, normalize_obs=False, dtype="float64")
     net, pop = _population(4, 2, 12, scale=3.0)
     seeds = gym_task.episode_seeds(3, 0, 0, "episodes")
-    states = []
-    for seed in seeds:
-        env = gym.make("CartPole-v1")
-        env.reset(seed=seed)
-        states.append(torch.tensor(env.unwrapped.state))
-    ours = native.rollout(net, pop, torch.stack(states))
+    ours = native.rollout(net, pop, gym_start_states("CartPole-v1", seeds))
     theirs = gym_task.rollout(net, pop, seeds)
     assert theirs.returns.max() > 50  # some members balance for a while
     assert torch.equal(ours.returns, theirs.returns)
@@ -43,14 +39,8 @@ def test_acrobot_same_returns_as_control_task() -> None:
     native = ControlTask("Acrobot-v1", episodes=2, max_steps=100, normalize_obs=False, dtype="float64")
     net, pop = _population(6, 3, 4, scale=2.0)
     seeds = gym_task.episode_seeds(2, 0, 0, "episodes")
-    states = []
-    for seed in seeds:
-        env = gym.make("Acrobot-v1")
-        env.reset(seed=seed)
-        states.append(torch.tensor(env.unwrapped.state, dtype=torch.float64))
-    assert torch.equal(
-        native.rollout(net, pop, torch.stack(states)).returns, gym_task.rollout(net, pop, seeds).returns
-    )
+    states = gym_start_states("Acrobot-v1", seeds, torch.float64)
+    assert torch.equal(native.rollout(net, pop, states).returns, gym_task.rollout(net, pop, seeds).returns)
 
 
 @pytest.mark.filterwarnings("ignore:.*out of date")

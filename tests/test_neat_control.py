@@ -41,9 +41,10 @@ def test_recurrent_neat_runs_cartpole_with_state_across_steps():
 def test_neat_population_through_gymnasium_matches_the_native_env():
     """GymTask (Gymnasium's own CartPole) and ControlTask (native, float64) give a NEAT
     population the same returns from the same start states."""
-    gym = pytest.importorskip("gymnasium")
+    pytest.importorskip("gymnasium")
     import torch
 
+    from conftest import gym_start_states
     from neuroevo.tasks.gym import GymTask
 
     strategy = NEAT(4, 2, 40, seed=3, node_add_prob=0.5, conn_add_prob=0.8)
@@ -55,12 +56,7 @@ def test_neat_population_through_gymnasium_matches_the_native_env():
     assert int(pop.node_counts().max()) > 2
     gym_task = GymTask("CartPole-v1", episodes=2, normalize_obs=False)
     seeds = gym_task.episode_seeds(2, 0, 0, "episodes")
-    states = []
-    for seed in seeds:
-        env = gym.make("CartPole-v1")
-        env.reset(seed=seed)
-        states.append(torch.tensor(env.unwrapped.state))
-    ours = native.rollout(phenotype, pop, torch.stack(states)).returns
+    ours = native.rollout(phenotype, pop, gym_start_states("CartPole-v1", seeds)).returns
     theirs = gym_task.rollout(phenotype, pop, seeds).returns
     assert float(theirs.max()) > float(theirs.min())  # the genomes differ in behaviour
     torch.testing.assert_close(ours, theirs)
