@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
 
@@ -38,6 +39,10 @@ class Strategy(ABC):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    #: what ``ask()`` hands out; a network type must declare that it runs this kind
+    population_kind: ClassVar[PopulationKind] = PopulationKind.FLAT
+    #: what the task must provide (novelty search needs behaviour descriptors)
+    needs: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(self, num_params: int, population_size: int, *, seed: int = 0, on_nan: OnNan = "worst"):
         if on_nan not in ("worst", "error"):

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from neuroevo.core.contracts import Capability
 from neuroevo.core.types import Fitness
 
 
@@ -31,6 +32,8 @@ class Task(ABC):
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[TaskParams]] = TaskParams
+    #: what this task offers strategies and the runtime (descriptors, episodes, validation, inputs)
+    provides: ClassVar[frozenset[Capability]] = frozenset()
     in_features: int = 0
     out_features: int = 0
     default_output_activation: str = "identity"
