@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from neuroevo.core.contracts import PopulationKind
 from neuroevo.nn.activations import apply_mixed, get_activation
 from neuroevo.nn.adapter import ModuleAdapter
 from neuroevo.nn.mlp import PopulationMLP
@@ -300,7 +301,14 @@ def build_eggroll_mlp(
     return EggrollMLP(build_mlp(params, in_features, out_features, default_output_activation, **kw))
 
 
-register_network("eggroll_mlp", MLPParams, build_eggroll_mlp)
+register_network(
+    "eggroll_mlp",
+    MLPParams,
+    build_eggroll_mlp,
+    from_spec=None,  # a saved member is a plain mlp: its spec says type = "mlp"
+    runs=(PopulationKind.FLAT, PopulationKind.LOWRANK),
+    description="an mlp that also runs EGGROLL's low-rank populations",
+)
 
 
 class _LowRankLinear(nn.Module):

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 
+from neuroevo.core.contracts import PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.activations import ACTIVATIONS, INPLACE, get_activation
 from neuroevo.nn.networks import NetworkParams, register_network
@@ -969,7 +970,14 @@ def build_neat(
     )
 
 
-register_network("neat", NEATNetworkParams, build_neat)
+register_network(
+    "neat",
+    NEATNetworkParams,
+    build_neat,
+    from_spec=NEATPhenotype.from_spec,
+    runs=(PopulationKind.NEAT,),
+    description="NEAT genomes compiled to padded tensors (topology evolves)",
+)
 
 __all__ = [
     "AGGREGATIONS",

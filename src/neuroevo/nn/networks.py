@@ -1,19 +1,24 @@
 """Network types for configs: ``[network] type = "mlp" | "vector" | ...``.
 
-Each type has a pydantic ``Params`` model (its config keys) and a ``build`` function that
-sizes the phenotype from the task: ``build(params, in_features, out_features,
-default_output_activation) -> Phenotype``. Register more with ``register_network``.
+Each type is one registry entry (``NetworkEntry``) holding everything about it: its
+pydantic ``Params`` model (its config keys), ``build`` (sizes the phenotype from the task:
+``build(params, in_features, out_features, default_output_activation, *, dimension,
+device) -> Phenotype``), ``from_spec`` (rebuilds the phenotype from ``phenotype.spec()``,
+as stored in ``best/network.json``) and ``runs``, the population kinds it can run
+(``neuroevo.core.contracts.PopulationKind``). Register more with ``register_network``;
+a phenotype's ``spec()["type"]`` names the entry that rebuilds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from neuroevo.core.contracts import PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn.activations import ACTIVATIONS
@@ -26,18 +31,49 @@ class NetworkParams(BaseModel):
 
 
 @dataclass(frozen=True)
-class NetworkType:
+class NetworkEntry:
+    """One network type: config keys, how to build it, how to rebuild it, what it runs."""
+
     name: str
     Params: type[NetworkParams]
     build: Callable[..., Any]
+    from_spec: Callable[[dict[str, Any]], Any] | None = None
+    runs: frozenset[PopulationKind] = frozenset({PopulationKind.FLAT})
+    description: str = ""
 
 
-NETWORKS: Registry[NetworkType] = Registry("network type")
+NETWORKS: Registry[NetworkEntry] = Registry("network type")
 
 
-def register_network(name: str, params: type[NetworkParams], build: Callable[..., Any]) -> NetworkType:
-    """Make a network type available in configs as ``[network] type = name``."""
-    return NETWORKS.register(name, NetworkType(name, params, build))
+def register_network(
+    name: str,
+    params: type[NetworkParams],
+    build: Callable[..., Any],
+    *,
+    from_spec: Callable[[dict[str, Any]], Any] | None = None,
+    runs: Iterable[PopulationKind] = (PopulationKind.FLAT,),
+    description: str = "",
+    overwrite: bool = False,
+) -> NetworkEntry:
+    """Make a network type available in configs as ``[network] type = name``.
+
+    ``runs`` lists the population kinds it can run; ``from_spec`` rebuilds a saved one
+    (``None``: its members can be loaded as weights only).
+    """
+    kinds = frozenset(PopulationKind(k) for k in runs)
+    entry = NetworkEntry(name, params, build, from_spec, kinds, description)
+    return NETWORKS.register(name, entry, overwrite=overwrite)
+
+
+def phenotype_from_spec(spec: dict[str, Any]) -> Any:
+    """Rebuild a phenotype from ``phenotype.spec()`` (as stored in ``best/network.json``)."""
+    kind = spec.get("type")
+    loadable = [name for name, entry in NETWORKS.items() if entry.from_spec is not None]
+    if kind not in NETWORKS or NETWORKS.get(kind).from_spec is None:
+        raise ConfigError(
+            f"network type {kind!r} cannot be rebuilt from its spec; allowed: {', '.join(loadable)}"
+        )
+    return NETWORKS.get(kind).from_spec(spec)
 
 
 def _check_activation(value: Any) -> Any:
@@ -157,5 +193,17 @@ def build_vector(
     return VectorPhenotype(params.dimension or dimension, params.init_std)
 
 
-register_network("mlp", MLPParams, build_mlp)
-register_network("vector", VectorParams, build_vector)
+register_network(
+    "mlp",
+    MLPParams,
+    build_mlp,
+    from_spec=PopulationMLP.from_spec,
+    description="fully connected layers, per-layer or per-neuron activations (PopulationMLP)",
+)
+register_network(
+    "vector",
+    VectorParams,
+    build_vector,
+    from_spec=VectorPhenotype.from_spec,
+    description="no network: black-box optimisation of a parameter vector",
+)
