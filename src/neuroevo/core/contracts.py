@@ -28,12 +28,14 @@ class PopulationKind(StrEnum):
     FLAT = "flat"  # a Tensor[P, D]: one flat parameter vector per member
     LOWRANK = "lowrank"  # EGGROLL: a centre plus per-member low-rank factors (never P x m x n)
     NEAT = "neat"  # a NEATPopulation: genomes compiled to padded tensors
+    HYPERPARAMS = "hyperparams"  # PBT: per-member hyperparameters (+ who copies whom); the task trains
 
 
 POPULATION_KIND_WORDS: dict[PopulationKind, str] = {
     PopulationKind.FLAT: "a flat-vector network",
     PopulationKind.LOWRANK: "a low-rank (EGGROLL) network",
     PopulationKind.NEAT: "a NEAT network",
+    PopulationKind.HYPERPARAMS: "a trainable network (PBT)",
 }
 
 

@@ -15,6 +15,7 @@ from neuroevo.strategies.neat import NEAT, NEATParams
 from neuroevo.strategies.novelty import Novelty, NoveltyES, NoveltyGA, NoveltyRewardES, NoveltyRewardGA
 from neuroevo.strategies.openes import OpenES
 from neuroevo.strategies.optim import Optimizer, scheduled_lr
+from neuroevo.strategies.pbt import PBT
 from neuroevo.strategies.pgpe import PGPE
 from neuroevo.strategies.sep_cmaes import SepCMAES
 from neuroevo.strategies.snes import SNES
@@ -40,12 +41,14 @@ register_strategy(PGPE)
 register_strategy(CMAES, aliases=("cma_es",))
 register_strategy(SepCMAES, aliases=("sep_cma_es",))
 register_strategy(EGGROLL)
+register_strategy(PBT)
 
 __all__ = [
     "NEAT",
     "NEATParams",
     "CMAES",
     "EGGROLL",
+    "PBT",
     "PGPE",
     "SNES",
     "SepCMAES",

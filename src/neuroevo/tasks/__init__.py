@@ -9,6 +9,7 @@ from neuroevo.tasks.control import ControlTask
 from neuroevo.tasks.function import FunctionTask, load_callable
 from neuroevo.tasks.gym import GymTask
 from neuroevo.tasks.maze import MazeTask, plot_maze_positions
+from neuroevo.tasks.pbt import PBTSupervised
 from neuroevo.tasks.supervised import (
     XOR,
     BreastCancer,
@@ -33,6 +34,7 @@ for _cls in (XOR, Parity, Sine, Regression, Iris, BreastCancer, Digits, Function
 register_task(MazeTask, aliases=("hard_maze",))
 register_task(ControlTask)
 register_task(GymTask)
+register_task(PBTSupervised)
 
 __all__ = [
     "TASKS",
@@ -42,6 +44,7 @@ __all__ = [
     "FunctionTask",
     "Iris",
     "MazeTask",
+    "PBTSupervised",
     "Parity",
     "Regression",
     "Sine",

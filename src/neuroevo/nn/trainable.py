@@ -1,0 +1,171 @@
+"""A network trained by gradient descent, for Population Based Training: ``[network] type = "trainable_mlp"``.
+
+``TrainableMLP`` describes the architecture every PBT member shares (layer sizes, hidden
+activation). It is a phenotype like the others for the runtime (``forward`` over flat members
+``[P, D]``, ``to_module``, ``named_tensors``, ``spec``), so ``best/`` and ``neuroevo best
+--export`` work unchanged, and it gives the PBT task what ``torch.func`` needs: a template
+``module()`` and the map between a flat member and its named tensors. The output layer is
+linear (logits); the task's loss applies softmax / sigmoid.
+
+``module()`` is a plain ``torch.nn.Module`` whose ``forward(x, dropout_masks=None)`` multiplies
+each hidden activation by ``dropout_masks[i]`` when given: per-member dropout with masks drawn
+by the task from the run's keys (inverted dropout: masks hold 0 or ``1 / (1 - p)``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from pydantic import Field, field_validator
+from torch.func import functional_call, vmap
+
+from neuroevo.core.contracts import PopulationKind
+from neuroevo.core.errors import ConfigError
+from neuroevo.nn.activations import ACTIVATIONS, get_activation
+from neuroevo.nn.networks import NetworkParams, register_network
+
+
+class TrainableMLPModule(torch.nn.Module):
+    """Linear layers with one hidden activation; optional dropout masks per hidden layer."""
+
+    def __init__(self, layer_sizes: list[int], activation: str = "relu"):
+        super().__init__()
+        self.activation_name = activation
+        self.act = get_activation(activation)
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(a, b) for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=True)
+        )
+
+    def forward(self, x: torch.Tensor, dropout_masks: list[torch.Tensor] | None = None) -> torch.Tensor:
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < last:
+                x = self.act(x)
+                if dropout_masks is not None:
+                    x = x * dropout_masks[i]
+        return x
+
+
+class TrainableMLP:
+    """The shared architecture of a PBT population; members are flat vectors or stacked named tensors."""
+
+    def __init__(self, layer_sizes: list[int], activation: str = "relu", device: Any = "cpu"):
+        if len(layer_sizes) < 2 or any(int(s) < 1 for s in layer_sizes):
+            raise ConfigError(f"layer_sizes = {layer_sizes}; allowed: at least [in, out], every size >= 1")
+        self.layer_sizes = [int(s) for s in layer_sizes]
+        self.activation = ACTIVATIONS.canonical(activation)
+        self.device = torch.device(device)
+        self.in_features, self.out_features = self.layer_sizes[0], self.layer_sizes[-1]
+        template = self.module()
+        self.shapes: list[tuple[str, tuple[int, ...]]] = [
+            (n, tuple(p.shape)) for n, p in template.named_parameters()
+        ]
+        self.sizes = [math.prod(s) for _, s in self.shapes]
+        self.num_params = sum(self.sizes)
+        self.hidden_sizes = self.layer_sizes[1:-1]
+        self._meta = template.to("meta")
+
+    def module(self) -> TrainableMLPModule:
+        return TrainableMLPModule(self.layer_sizes, self.activation).to(self.device)
+
+    @property
+    def base(self) -> TrainableMLPModule:
+        """A weightless (meta) copy for ``torch.func.functional_call``."""
+        return self._meta
+
+    def init_params(self, generator: torch.Generator) -> torch.Tensor:
+        """One flat member with PyTorch's default ``nn.Linear`` init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        parts = []
+        for (name, shape), size in zip(self.shapes, self.sizes, strict=True):
+            fan_in = shape[1] if name.endswith("weight") else self.shapes[len(parts) - 1][1][1]
+            bound = 1.0 / math.sqrt(fan_in)
+            parts.append((torch.rand(size, generator=generator) * 2 - 1) * bound)
+        return torch.cat(parts).to(self.device)
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``flat[P, D]`` -> name -> ``[P, *shape]`` (views)."""
+        out, start = {}, 0
+        for (name, shape), size in zip(self.shapes, self.sizes, strict=True):
+            out[name] = flat[:, start : start + size].reshape(flat.shape[0], *shape)
+            start += size
+        return out
+
+    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """name -> ``[P, *shape]`` -> ``[P, D]``."""
+        return torch.cat([params[name].reshape(params[name].shape[0], -1) for name, _ in self.shapes], 1)
+
+    def forward_stacked(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Every member on ``x[B, in]`` (shared) or ``x[P, B, in]``: ``[P, B, out]``, one vmapped call."""
+        in_x = None if x.dim() == 2 else 0
+        return vmap(lambda p, xx: functional_call(self.base, p, (xx,)), in_dims=(0, in_x))(params, x)
+
+    def forward(self, population: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Flat members ``[P, D]`` (or one ``[D]``) on ``x``: ``[P, B, out]``."""
+        if population.dim() == 1:
+            population = population.unsqueeze(0)
+        return self.forward_stacked(self.unflatten(population), x)
+
+    __call__ = forward
+
+    def to_module(self, params: torch.Tensor) -> torch.nn.Module:
+        module = self.module()
+        named = self.unflatten(params.reshape(1, -1).to(self.device))
+        module.load_state_dict({k: v[0] for k, v in named.items()})
+        return module
+
+    def named_tensors(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        named = self.unflatten(params.reshape(1, -1))
+        return {k: v[0].contiguous() for k, v in named.items()}
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "trainable_mlp", "layer_sizes": self.layer_sizes, "activation": self.activation}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> TrainableMLP:
+        return cls(spec["layer_sizes"], spec.get("activation", "relu"))
+
+
+class TrainableMLPParams(NetworkParams):
+    hidden: list[int] = Field(default_factory=lambda: [64], description="hidden layer widths")
+    activation: str = Field("relu", description="hidden activation (one name)")
+
+    @field_validator("activation")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        ACTIVATIONS.canonical(value)
+        return value
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(v < 1 for v in value):
+            raise ValueError("every hidden width must be >= 1")
+        return value
+
+
+def build_trainable_mlp(
+    params: TrainableMLPParams,
+    in_features: int,
+    out_features: int,
+    default_output_activation: str = "identity",
+    *,
+    dimension: int = 0,
+    device: Any = "cpu",
+) -> TrainableMLP:
+    """Sized [in, *hidden, out] from the task; the output is linear (the task's loss reads logits)."""
+    if in_features < 1 or out_features < 1:
+        raise ConfigError("network.type = 'trainable_mlp' needs a task with inputs and outputs")
+    return TrainableMLP([in_features, *params.hidden, out_features], params.activation, device=device)
+
+
+register_network(
+    "trainable_mlp",
+    TrainableMLPParams,
+    build_trainable_mlp,
+    from_spec=TrainableMLP.from_spec,
+    runs=(PopulationKind.HYPERPARAMS,),
+    description="an MLP trained by gradient descent, one per PBT member (stacked, torch.func)",
+)
