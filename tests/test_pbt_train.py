@@ -1,0 +1,196 @@
+"""PBT's vectorised trainer: stacked members, vectorised optimisers, exploit copies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neuroevo.core import random as nrandom
+from neuroevo.nn import NETWORKS
+from neuroevo.nn.stacked import copy_rows
+from neuroevo.nn.trainable import TrainableMLP
+from neuroevo.strategies.pbt import PBT, HyperparamPopulation, SearchSpace
+from neuroevo.tasks.pbt import PBTSupervised
+
+
+def _population(space: dict, values: list[list[float]], steps: int, parents=None) -> HyperparamPopulation:
+    values_t = torch.tensor(values, dtype=torch.float64)
+    parents_t = torch.full((len(values),), -1) if parents is None else torch.tensor(parents)
+    return HyperparamPopulation(SearchSpace(space), values_t, parents_t, steps)
+
+
+def test_trainable_mlp_flat_and_module_agree():
+    net = NETWORKS.get("trainable_mlp").build(NETWORKS.get("trainable_mlp").Params(hidden=[7, 5]), 4, 3)
+    assert isinstance(net, TrainableMLP) and net.num_params == 4 * 7 + 7 + 7 * 5 + 5 + 5 * 3 + 3
+    flat = torch.stack([net.init_params(torch.Generator().manual_seed(i)) for i in range(3)])
+    x = torch.randn(6, 4)
+    out = net.forward(flat, x)
+    for i in range(3):
+        assert torch.allclose(out[i], net.to_module(flat[i])(x), atol=1e-6)
+    assert torch.equal(net.flatten(net.unflatten(flat)), flat)
+    assert TrainableMLP.from_spec(net.spec()).num_params == net.num_params
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_vectorised_optimiser_matches_torch_optim_per_member(optimizer):
+    """Each member, trained inside the stack with its own lr/momentum/decay/batch size, follows
+    torch.optim on a lone module given the same minibatches."""
+    seed, steps = 4, 25
+    task = PBTSupervised("iris", optimizer=optimizer, seed=seed)
+    net = TrainableMLP([4, 8, 3])
+    if optimizer == "sgd":
+        space = {
+            "lr": {"low": 1e-3, "high": 1.0, "log": True},
+            "momentum": {"low": 0.0, "high": 0.99},
+            "weight_decay": {"low": 0.0, "high": 0.1},
+            "batch_size": {"type": "integer", "low": 1, "high": 64},
+        }
+        rows = [[0.1, 0.9, 0.0, 16], [0.5, 0.0, 0.01, 5], [0.02, 0.5, 0.1, 40]]
+    else:
+        space = {
+            "lr": {"low": 1e-4, "high": 1.0, "log": True},
+            "beta1": {"low": 0.5, "high": 0.99},
+            "beta2": {"low": 0.9, "high": 0.9999},
+            "weight_decay": {"low": 0.0, "high": 0.5},
+            "batch_size": {"type": "integer", "low": 1, "high": 64},
+        }
+        rows = [[0.01, 0.9, 0.999, 0.01, 16], [0.05, 0.6, 0.95, 0.3, 5], [0.002, 0.95, 0.9, 0.0, 40]]
+    pop = _population(space, rows, steps)
+    task.evaluate(net, pop, generation=0)
+    n = task.data.x_train.shape[0]
+    for i, row in enumerate(rows):
+        hp = dict(zip(space, row, strict=True))
+        module = net.to_module(net.init_params(nrandom.member_generator(seed, 0, i, "pbt_init_weights")))
+        if optimizer == "sgd":
+            opt = torch.optim.SGD(
+                module.parameters(), lr=hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"]
+            )
+        else:
+            opt = torch.optim.AdamW(
+                module.parameters(),
+                lr=hp["lr"],
+                betas=(hp["beta1"], hp["beta2"]),
+                weight_decay=hp["weight_decay"],
+            )
+        b_max = max(int(r[-1]) for r in rows)
+        for k in range(steps):
+            idx = torch.randint(
+                n, (len(rows), b_max), generator=nrandom.member_generator(seed, 0, k, "pbt_batch")
+            )
+            take = idx[i, : int(hp["batch_size"])]
+            opt.zero_grad()
+            F.cross_entropy(module(task.data.x_train[take]), task.data.y_train[take]).backward()
+            opt.step()
+        for name, p in module.named_parameters():
+            assert torch.allclose(task.params[name][i], p.detach(), atol=2e-6, rtol=1e-5), (i, name)
+        assert int(task.step[i]) == steps
+        if optimizer == "adamw":
+            state = opt.state[module.layers[0].weight]
+            assert torch.allclose(
+                task.opt_state["exp_avg_sq"]["layers.0.weight"][i], state["exp_avg_sq"], rtol=1e-4
+            )
+
+
+def test_dropout_is_per_member():
+    space = {"dropout": {"low": 0.0, "high": 0.9}}
+    net = TrainableMLP([64, 16, 10])
+
+    def trained(rows):
+        task = PBTSupervised("digits", seed=1)
+        task.evaluate(net, _population(space, rows, 5), generation=0)
+        return task.params["layers.0.weight"]
+
+    mixed = trained([[0.0], [0.5], [0.0]])
+    plain = trained([[0.0], [0.0], [0.0]])
+    assert torch.equal(mixed[0], plain[0]) and torch.equal(mixed[2], plain[2])  # p = 0 members unaffected
+    assert not torch.allclose(mixed[1], plain[1])
+
+
+def test_training_is_one_vectorised_call_per_step(monkeypatch):
+    task = PBTSupervised("digits", seed=0)
+    net = TrainableMLP([64, 16, 10])
+    calls = []
+    real = task._grad_fn
+
+    def counting(phenotype, dropout):
+        fn = real(phenotype, dropout)
+        return lambda *a: (calls.append(1), fn(*a))[1]
+
+    monkeypatch.setattr(task, "_grad_fn", counting)
+    rows = [[0.05]] * 16
+    task.evaluate(net, _population({"lr": {"low": 0.001, "high": 0.1}}, rows, 7), generation=0)
+    assert len(calls) == 7  # 7 steps, 16 members: one vmapped grad per step
+
+
+def _saved_task_state(tmp_path):
+    """A 3-generation digits PBT run with checkpoints every generation; returns its run folder."""
+    from neuroevo.runtime import evolve
+
+    pbt = PBT({"lr": {"low": 1e-3, "high": 0.5, "log": True}}, 8, ready_every=10, seed=2)
+    task = PBTSupervised("digits", optimizer="adamw", seed=2)
+    evolve(pbt, TrainableMLP([64, 16, 10]), task, generations=3, run_dir=tmp_path, checkpoint_every=1)
+    return tmp_path
+
+
+def _bytes(t: torch.Tensor) -> bytes:
+    return t.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes()
+
+
+def test_exploit_copies_the_saved_state_byte_for_byte(tmp_path):
+    """Rows copied at a ready point equal, byte for byte, the parent's rows in the checkpoint on disk."""
+    from neuroevo.runtime.rundir import RunDir
+
+    run = RunDir(_saved_task_state(tmp_path))
+    generation, state = run.latest_checkpoint()
+    assert generation == 3
+    parents = state["strategy"]["state"]["parents"]
+    assert int((parents >= 0).sum()) == 2  # truncation 0.25 of 8
+    task = PBTSupervised("digits", optimizer="adamw", seed=2)
+    task.load_state_dict(state["task"])
+    saved = PBTSupervised("digits", optimizer="adamw", seed=2)
+    saved.load_state_dict(state["task"])
+    replaced = task.apply_exploit(parents)
+    assert replaced.tolist() == torch.nonzero(parents >= 0).flatten().tolist()
+    for k, (new, old) in enumerate(zip(task.stacked_tensors(), saved.stacked_tensors(), strict=True)):
+        for i in range(8):
+            source = int(parents[i]) if parents[i] >= 0 else i
+            assert _bytes(new[i]) == _bytes(old[source]), (k, i)
+    # Adam moments and step counts are among the copied tensors
+    assert any(t.dtype == torch.long for t in task.stacked_tensors())
+    assert len(task.stacked_tensors()) == 3 * len(task.params) + 1
+
+
+def test_property_random_copies_are_simultaneous_and_exact():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        size = int(torch.randint(2, 12, (1,), generator=gen))
+        tensors = [torch.randn(size, 3, generator=gen), torch.randint(0, 9, (size,), generator=gen)]
+        tensors[0][0, 0] = float("nan")
+        saved = [t.clone() for t in tensors]
+        parents = torch.randint(-1, size, (size,), generator=gen)
+        parents[parents == torch.arange(size)] = -1
+        copy_rows(tensors, parents)
+        for new, old in zip(tensors, saved, strict=True):
+            for i in range(size):
+                src = int(parents[i]) if parents[i] >= 0 else i
+                assert _bytes(new[i]) == _bytes(old[src])
+
+
+def test_exploit_from_a_member_without_saved_state_is_refused():
+    task = PBTSupervised("iris", seed=0)
+    net = TrainableMLP([4, 8, 3])
+    pop = _population({"lr": {"low": 0.001, "high": 0.1}}, [[0.01], [0.01]], 3, parents=[1, -1])
+    with pytest.raises(RuntimeError, match="no saved state"):
+        task.evaluate(net, pop)
+
+
+def test_unknown_or_illegal_hyperparameter_is_a_config_error():
+    from neuroevo.core.errors import ConfigError
+
+    task = PBTSupervised("iris", seed=0)
+    net = TrainableMLP([4, 8, 3])
+    with pytest.raises(ConfigError, match="strategy.space.beta1.*allowed: lr, momentum"):
+        task.evaluate(net, _population({"beta1": {"low": 0.5, "high": 0.9}}, [[0.6]], 1))
+    with pytest.raises(ConfigError, match="strategy.space.dropout reaches 1.0; allowed: dropout in"):
+        task.evaluate(net, _population({"dropout": {"low": 0.0, "high": 1.0}}, [[0.1]], 1))
