@@ -194,3 +194,54 @@ def test_unknown_or_illegal_hyperparameter_is_a_config_error():
         task.evaluate(net, _population({"beta1": {"low": 0.5, "high": 0.9}}, [[0.6]], 1))
     with pytest.raises(ConfigError, match="strategy.space.dropout reaches 1.0; allowed: dropout in"):
         task.evaluate(net, _population({"dropout": {"low": 0.0, "high": 1.0}}, [[0.1]], 1))
+
+
+def small_net(in_features: int, out_features: int) -> torch.nn.Module:
+    """A user's own module for ``[network] type = "trainable_module"``."""
+    return torch.nn.Sequential(
+        torch.nn.Linear(in_features, 16), torch.nn.GELU(), torch.nn.Linear(16, out_features)
+    )
+
+
+def test_any_module_from_a_factory_trains_stacked(tmp_path):
+    from neuroevo.config import build, validate_config
+    from neuroevo.runtime import evolve
+    from neuroevo.runtime.export import load_best_module
+
+    cfg = validate_config(
+        {
+            "run": {"seed": 1},
+            "task": {"name": "pbt_supervised", "dataset": "iris", "optimizer": "adamw"},
+            "network": {"type": "trainable_module", "factory": f"{__name__}:small_net"},
+            "strategy": {
+                "name": "pbt",
+                "population_size": 6,
+                "ready_every": 20,
+                "space": {"lr": {"low": 1e-3, "high": 0.1, "log": True}},
+            },
+        }
+    )
+    built = build(cfg)
+    state = torch.random.get_rng_state()
+    first = built.phenotype.init_params(nrandom.member_generator(1, 0, 0, "x"))
+    assert torch.equal(first, built.phenotype.init_params(nrandom.member_generator(1, 0, 0, "x")))
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
+    result = evolve(built.strategy, built.phenotype, built.task, generations=5, run_dir=tmp_path)
+    assert result.validation["val_accuracy"] >= 0.9
+    module, spec = load_best_module(tmp_path)
+    assert isinstance(module, torch.nn.Sequential) and spec["network"]["type"] == "trainable_module"
+    with torch.no_grad():
+        acc = (module(built.task.data.x_val).argmax(-1) == built.task.data.y_val).float().mean()
+    assert float(acc) == pytest.approx(result.validation["val_accuracy"])
+
+
+def test_module_with_buffers_or_dropout_is_refused():
+    from neuroevo.core.errors import ConfigError
+    from neuroevo.nn.trainable import TrainableModule
+
+    with pytest.raises(ConfigError, match="has buffers"):
+        TrainableModule("torch.nn:BatchNorm1d", 4, 4)
+    net = TrainableModule("torch.nn:Linear", 4, 3)
+    task = PBTSupervised("iris", seed=0)
+    with pytest.raises(ConfigError, match="takes no dropout masks"):
+        task.evaluate(net, _population({"dropout": {"low": 0.1, "high": 0.5}}, [[0.2]], 1))

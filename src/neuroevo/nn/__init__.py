@@ -1,7 +1,7 @@
 """Phenotypes: activations, initialisers, the population MLP, EGGROLL, NEAT and the nn.Module adapter.
 
 Importing this package registers every built-in network type (``mlp``, ``vector``,
-``eggroll_mlp``, ``neat``, ``trainable_mlp``), each from its own module.
+``eggroll_mlp``, ``neat``, ``trainable_mlp``, ``trainable_module``), each from its own module.
 """
 
 from neuroevo.nn.activations import (
@@ -25,7 +25,7 @@ from neuroevo.nn.networks import (
     phenotype_from_spec,
     register_network,
 )
-from neuroevo.nn.trainable import TrainableMLP
+from neuroevo.nn.trainable import TrainableMLP, TrainableModule
 
 __all__ = [
     "EggrollMLP",
@@ -43,6 +43,7 @@ __all__ = [
     "Phenotype",
     "PopulationMLP",
     "TrainableMLP",
+    "TrainableModule",
     "activation_names",
     "get_activation",
     "get_initializer",

@@ -1,7 +1,8 @@
 """A network trained by gradient descent, for Population Based Training: ``[network] type = "trainable_mlp"``.
 
-``TrainableMLP`` describes the architecture every PBT member shares (layer sizes, hidden
-activation). It is a phenotype like the others for the runtime (``forward`` over flat members
+``TrainableMLP`` (and ``TrainableModule``, any ``nn.Module`` from a user's factory,
+``[network] type = "trainable_module"``) describes the architecture every PBT member shares.
+It is a phenotype like the others for the runtime (``forward`` over flat members
 ``[P, D]``, ``to_module``, ``named_tensors``, ``spec``), so ``best/`` and ``neuroevo best
 --export`` work unchanged, and it gives the PBT task what ``torch.func`` needs: a template
 ``module()`` and the map between a flat member and its named tensors. The output layer is
@@ -14,7 +15,9 @@ by the task from the run's keys (inverted dropout: masks hold 0 or ``1 / (1 - p)
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -49,41 +52,36 @@ class TrainableMLPModule(torch.nn.Module):
         return x
 
 
-class TrainableMLP:
-    """The shared architecture of a PBT population; members are flat vectors or stacked named tensors."""
+class TrainableNetwork:
+    """The shared architecture of a PBT population; members are flat vectors or stacked named tensors.
 
-    def __init__(self, layer_sizes: list[int], activation: str = "relu", device: Any = "cpu"):
-        if len(layer_sizes) < 2 or any(int(s) < 1 for s in layer_sizes):
-            raise ConfigError(f"layer_sizes = {layer_sizes}; allowed: at least [in, out], every size >= 1")
-        self.layer_sizes = [int(s) for s in layer_sizes]
-        self.activation = ACTIVATIONS.canonical(activation)
-        self.device = torch.device(device)
-        self.in_features, self.out_features = self.layer_sizes[0], self.layer_sizes[-1]
+    Subclasses give ``module()`` (a fresh ``nn.Module``), ``init_params(generator)`` and ``spec()``.
+    ``hidden_sizes`` lists the widths that take dropout masks (empty: no per-member dropout).
+    """
+
+    hidden_sizes: list[int] = []
+
+    def module(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _setup(self) -> None:
         template = self.module()
+        if any(True for _ in template.buffers()):
+            raise ConfigError(
+                f"{type(template).__name__} has buffers (e.g. BatchNorm statistics); allowed: modules whose "
+                "state is parameters only"
+            )
         self.shapes: list[tuple[str, tuple[int, ...]]] = [
             (n, tuple(p.shape)) for n, p in template.named_parameters()
         ]
         self.sizes = [math.prod(s) for _, s in self.shapes]
         self.num_params = sum(self.sizes)
-        self.hidden_sizes = self.layer_sizes[1:-1]
         self._meta = template.to("meta")
-
-    def module(self) -> TrainableMLPModule:
-        return TrainableMLPModule(self.layer_sizes, self.activation).to(self.device)
 
     @property
     def base(self) -> TrainableMLPModule:
         """A weightless (meta) copy for ``torch.func.functional_call``."""
         return self._meta
-
-    def init_params(self, generator: torch.Generator) -> torch.Tensor:
-        """One flat member with PyTorch's default ``nn.Linear`` init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        parts = []
-        for (name, shape), size in zip(self.shapes, self.sizes, strict=True):
-            fan_in = shape[1] if name.endswith("weight") else self.shapes[len(parts) - 1][1][1]
-            bound = 1.0 / math.sqrt(fan_in)
-            parts.append((torch.rand(size, generator=generator) * 2 - 1) * bound)
-        return torch.cat(parts).to(self.device)
 
     def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """``flat[P, D]`` -> name -> ``[P, *shape]`` (views)."""
@@ -121,11 +119,100 @@ class TrainableMLP:
         return {k: v[0].contiguous() for k, v in named.items()}
 
     def spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class TrainableMLP(TrainableNetwork):
+    """An MLP ``[in, *hidden, out]``: linear layers, one hidden activation, per-member dropout."""
+
+    def __init__(self, layer_sizes: list[int], activation: str = "relu", device: Any = "cpu"):
+        if len(layer_sizes) < 2 or any(int(s) < 1 for s in layer_sizes):
+            raise ConfigError(f"layer_sizes = {layer_sizes}; allowed: at least [in, out], every size >= 1")
+        self.layer_sizes = [int(s) for s in layer_sizes]
+        self.activation = ACTIVATIONS.canonical(activation)
+        self.device = torch.device(device)
+        self.in_features, self.out_features = self.layer_sizes[0], self.layer_sizes[-1]
+        self.hidden_sizes = self.layer_sizes[1:-1]
+        self._setup()
+
+    def module(self) -> TrainableMLPModule:
+        return TrainableMLPModule(self.layer_sizes, self.activation).to(self.device)
+
+    def init_params(self, generator: torch.Generator) -> torch.Tensor:
+        """One flat member with PyTorch's default ``nn.Linear`` init, U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        parts = []
+        for (name, shape), size in zip(self.shapes, self.sizes, strict=True):
+            fan_in = shape[1] if name.endswith("weight") else self.shapes[len(parts) - 1][1][1]
+            bound = 1.0 / math.sqrt(fan_in)
+            parts.append((torch.rand(size, generator=generator) * 2 - 1) * bound)
+        return torch.cat(parts).to(self.device)
+
+    def spec(self) -> dict[str, Any]:
         return {"type": "trainable_mlp", "layer_sizes": self.layer_sizes, "activation": self.activation}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TrainableMLP:
         return cls(spec["layer_sizes"], spec.get("activation", "relu"))
+
+
+def load_factory(path: str) -> Callable[..., torch.nn.Module]:
+    """Import ``'package.module:attribute'``; a one-line ConfigError when it cannot."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"network.factory = {path!r}; allowed: an import path like 'mypkg.models:make'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"network.factory = {path!r}: cannot import {module_name!r} ({exc})") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"network.factory = {path!r}: {module_name} has no callable {attr!r}")
+    return fn
+
+
+class TrainableModule(TrainableNetwork):
+    """Any ``nn.Module`` a user's ``factory(in_features, out_features)`` builds (parameters only).
+
+    ``forward(x[B, in]) -> [B, out]``. Initial weights are the module's own initialisation, run
+    under ``torch.random.fork_rng`` with the seed drawn from the member's key, so they are
+    reproducible and the global RNG is left as it was. No per-member dropout (its ``forward``
+    takes no masks).
+    """
+
+    def __init__(self, factory: str, in_features: int, out_features: int, device: Any = "cpu"):
+        self.factory = factory
+        self._make = load_factory(factory)
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.device = torch.device(device)
+        self.hidden_sizes = []
+        self._setup()
+
+    def module(self) -> torch.nn.Module:
+        module = self._make(self.in_features, self.out_features)
+        if not isinstance(module, torch.nn.Module):
+            raise ConfigError(
+                f"network.factory = {self.factory!r} returned {type(module).__name__}, not nn.Module"
+            )
+        return module.to(self.device)
+
+    def init_params(self, generator: torch.Generator) -> torch.Tensor:
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module = self.module()
+        return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "type": "trainable_module",
+            "factory": self.factory,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> TrainableModule:
+        return cls(spec["factory"], spec["in_features"], spec["out_features"])
 
 
 class TrainableMLPParams(NetworkParams):
@@ -168,4 +255,32 @@ register_network(
     from_spec=TrainableMLP.from_spec,
     runs=(PopulationKind.HYPERPARAMS,),
     description="an MLP trained by gradient descent, one per PBT member (stacked, torch.func)",
+)
+
+
+class TrainableModuleParams(NetworkParams):
+    factory: str = Field(
+        ..., description="'package.module:callable', called as factory(in_features, out_features)"
+    )
+
+
+def build_trainable_module(
+    params: TrainableModuleParams,
+    in_features: int,
+    out_features: int,
+    default_output_activation: str = "identity",
+    *,
+    dimension: int = 0,
+    device: Any = "cpu",
+) -> TrainableModule:
+    return TrainableModule(params.factory, in_features, out_features, device=device)
+
+
+register_network(
+    "trainable_module",
+    TrainableModuleParams,
+    build_trainable_module,
+    from_spec=TrainableModule.from_spec,
+    runs=(PopulationKind.HYPERPARAMS,),
+    description="any nn.Module from a factory(in, out), one per PBT member (stacked, torch.func)",
 )

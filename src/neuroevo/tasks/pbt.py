@@ -247,7 +247,8 @@ class PBTSupervised(Task):
             base = phenotype.base
 
             def loss(params, x, y, weight, masks):
-                out = functional_call(base, params, (x,), {"dropout_masks": masks})
+                kwargs = {} if masks is None else {"dropout_masks": masks}
+                out = functional_call(base, params, (x,), kwargs)
                 return (self._loss(out, y) * weight).sum()
 
             self._grad_fns[key] = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0, 0 if dropout else None))
@@ -264,6 +265,11 @@ class PBTSupervised(Task):
         weight = weight.to(self.device)
         p_drop = hp["dropout"].float()
         use_dropout = bool((p_drop > 0).any())
+        if use_dropout and not phenotype.hidden_sizes:
+            raise ConfigError(
+                f"dropout > 0 with network {phenotype.spec()['type']!r}, which takes no dropout masks; "
+                "allowed: dropout = 0, or network.type = 'trainable_mlp'"
+            )
         keep = (1 - p_drop).view(size, 1, 1).to(self.device)
         grad_fn = self._grad_fn(phenotype, use_dropout)
         hp_dev = {k: v.to(self.device) for k, v in hp.items()}
