@@ -173,3 +173,20 @@ def test_digits_example_reaches_97_percent_validation_accuracy(tmp_path):
     result = evolve(built.strategy, built.phenotype, built.task, generations=10)
     assert result.validation["val_accuracy"] >= 0.97
     assert sum(m["exploited"] for m in result.metrics) >= 4 * 9
+
+
+def test_pbt_replay_trains_a_fresh_model_on_the_best_schedule(tmp_path):
+    from neuroevo.cli import main
+    from neuroevo.pbt_replay import describe, replay
+
+    config = _short_config(tmp_path, generations=4, ready_every=100)
+    assert main(["run", str(config), "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    best = json.loads((tmp_path / "r" / "best" / "network.json").read_text())
+    metrics = replay(tmp_path / "r")
+    assert metrics["replay_steps"] == 100 * (
+        json.loads((tmp_path / "r" / "best" / "schedule.json").read_text())["generation"] + 1
+    )
+    assert metrics["val_accuracy"] >= 0.9
+    assert metrics["val_accuracy"] >= best["validation"]["val_accuracy"] - 0.05
+    assert replay(tmp_path / "r") == metrics  # deterministic
+    assert "val_accuracy" in describe(metrics)

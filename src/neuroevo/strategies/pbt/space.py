@@ -237,6 +237,14 @@ class SearchSpace:
     def decode(self, values: torch.Tensor) -> dict[str, torch.Tensor | list[Choice]]:
         return {p.name: p.decode(values[:, i]) for i, p in enumerate(self.params)}
 
+    def encode(self, row: Mapping[str, Choice]) -> torch.Tensor:
+        """Inverse of ``row``: one member's JSON values -> ``[H]`` (categorical -> choice index)."""
+        out = []
+        for p in self.params:
+            value = row[p.name]
+            out.append(float(p.spec.choices.index(value)) if p.kind == "categorical" else float(value))
+        return torch.tensor(out, dtype=torch.float64)
+
     def row(self, values: torch.Tensor) -> dict[str, Choice]:
         """One member's values as JSON (for ``pbt.jsonl`` and the exported schedule)."""
         return {p.name: p.value(float(values[i])) for i, p in enumerate(self.params)}
