@@ -203,3 +203,12 @@ def test_pb2_moves_towards_the_better_region():
         fitness = pbt.start_fitness.nan_to_num(0.0) + values  # gain = lr
         pbt.tell(fitness)
     assert float(pbt.values[:, 0].mean()) > 0.7
+
+
+def test_bad_strategy_arguments_are_one_line_config_errors():
+    with pytest.raises(
+        ConfigError, match=r"^strategy.truncation_fraction = 0.9: .*less than or equal to 0.5"
+    ):
+        PBT({"lr": {"low": 0.1, "high": 1.0}}, truncation_fraction=0.9)
+    with pytest.raises(ConfigError, match=r"^strategy.perturb_factors = \[1.0\]"):
+        PBT({"lr": {"low": 0.1, "high": 1.0}}, perturb_factors=[1.0])

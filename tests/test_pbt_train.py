@@ -194,6 +194,14 @@ def test_unknown_or_illegal_hyperparameter_is_a_config_error():
         task.evaluate(net, _population({"beta1": {"low": 0.5, "high": 0.9}}, [[0.6]], 1))
     with pytest.raises(ConfigError, match="strategy.space.dropout reaches 1.0; allowed: dropout in"):
         task.evaluate(net, _population({"dropout": {"low": 0.0, "high": 1.0}}, [[0.1]], 1))
+    with pytest.raises(ConfigError, match="strategy.space.lr reaches 0.0; allowed: lr > 0"):
+        task.evaluate(net, _population({"lr": {"low": 0.0, "high": 1.0}}, [[0.1]], 1))
+    with pytest.raises(
+        ConfigError, match=r"strategy.space.batch_size.choices = \['a', 'b'\]; allowed: numbers"
+    ):
+        task.evaluate(
+            net, _population({"batch_size": {"type": "categorical", "choices": ["a", "b"]}}, [[0.0]], 1)
+        )
 
 
 def small_net(in_features: int, out_features: int) -> torch.nn.Module:

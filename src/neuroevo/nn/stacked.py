@@ -26,7 +26,7 @@ Stacked = dict[str, torch.Tensor]
 
 def _per_member(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``value[P]`` shaped to broadcast against ``like[P, ...]``, in its dtype."""
-    return value.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+    return value.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
 
 
 class VectorOptimizer:

@@ -104,7 +104,7 @@ class TrainableNetwork:
         """Flat members ``[P, D]`` (or one ``[D]``) on ``x``: ``[P, B, out]``."""
         if population.dim() == 1:
             population = population.unsqueeze(0)
-        return self.forward_stacked(self.unflatten(population), x)
+        return self.forward_stacked(self.unflatten(population.to(x.device)), x)
 
     __call__ = forward
 

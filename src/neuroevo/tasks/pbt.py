@@ -72,16 +72,28 @@ class PBTSupervisedParams(TaskParams):
     batch_size: int = Field(64, ge=1, description="examples per member per step")
 
 
-# what each hyperparameter may be, checked against the search space before training
-_LIMITS: dict[str, tuple[float, float, str]] = {
-    "lr": (0.0, float("inf"), "> 0"),
-    "momentum": (0.0, 1.0, "in [0, 1)"),
-    "weight_decay": (0.0, float("inf"), ">= 0"),
-    "beta1": (0.0, 1.0, "in [0, 1)"),
-    "beta2": (0.0, 1.0, "in [0, 1)"),
-    "eps": (0.0, float("inf"), "> 0"),
-    "dropout": (0.0, 1.0, "in [0, 1)"),
-    "batch_size": (1.0, float("inf"), ">= 1"),
+# what each hyperparameter may be (checked against the search space before training)
+def _positive(v: float) -> bool:
+    return v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return v >= 0
+
+
+def _unit_interval(v: float) -> bool:
+    return 0 <= v < 1
+
+
+_LIMITS: dict[str, tuple[Any, str]] = {
+    "lr": (_positive, "> 0"),
+    "momentum": (_unit_interval, "in [0, 1)"),
+    "weight_decay": (_non_negative, ">= 0"),
+    "beta1": (_unit_interval, "in [0, 1)"),
+    "beta2": (_unit_interval, "in [0, 1)"),
+    "eps": (_positive, "> 0"),
+    "dropout": (_unit_interval, "in [0, 1)"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
 }
 
 
@@ -152,18 +164,12 @@ class PBTSupervised(Task):
                     f"strategy.space.{hp.name}: the {self.name} task ({self.p.optimizer}) reads no such "
                     f"hyperparameter; allowed: {', '.join(self.allowed)}"
                 )
-            low, high, words = _LIMITS[hp.name]
-            values = (
-                [float(c) for c in hp.spec.choices]
-                if hp.kind == "categorical"
-                else [hp.spec.low, hp.spec.high]
-            )
-            strict_low = words.startswith("> 0")
-            bad = [
-                v
-                for v in values
-                if v < low or (strict_low and v <= low) or v > high or (high == 1.0 and v >= 1)
-            ]
+            legal, words = _LIMITS[hp.name]
+            values = hp.spec.choices if hp.kind == "categorical" else [hp.spec.low, hp.spec.high]
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if len(numbers) != len(values):
+                raise ConfigError(f"strategy.space.{hp.name}.choices = {values!r}; allowed: numbers")
+            bad = [v for v in numbers if not legal(float(v))]
             if bad:
                 raise ConfigError(f"strategy.space.{hp.name} reaches {bad[0]!r}; allowed: {hp.name} {words}")
 

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.contracts import PopulationKind
+from neuroevo.core.errors import ConfigError
 from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
 from neuroevo.strategies.pbt import exploit as exploit_rules
 from neuroevo.strategies.pbt import pb2
@@ -114,7 +115,7 @@ class PBT(Strategy):
         on_nan: OnNan = "worst",
         device: Any = None,
     ):
-        params = PBTParams(
+        params = _validated(
             population_size=population_size,
             ready_every=ready_every,
             space=_space_dict(space),
@@ -342,6 +343,17 @@ class PBT(Strategy):
             _write_text(run / "best" / "schedule.json", json.dumps(schedule, indent=1))
         if self.events:
             plot_pbt(self, folder)
+
+
+def _validated(**values: Any) -> PBTParams:
+    """``PBTParams`` from Python arguments; a bad one is a one-line ConfigError naming the key."""
+    try:
+        return PBTParams(**values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"strategy.{key} = {error.get('input')!r}: {message}") from None
 
 
 def _space_dict(space: SearchSpace | dict[str, Any]) -> dict[str, HyperparamSpec]:
