@@ -253,3 +253,13 @@ def test_module_with_buffers_or_dropout_is_refused():
     task = PBTSupervised("iris", seed=0)
     with pytest.raises(ConfigError, match="takes no dropout masks"):
         task.evaluate(net, _population({"dropout": {"low": 0.1, "high": 0.5}}, [[0.2]], 1))
+
+
+def test_regression_on_sine_fits():
+    from neuroevo.runtime import evolve
+
+    task = PBTSupervised("sine", optimizer="adamw", seed=0)
+    assert task.metric == "neg_mse"
+    strategy = PBT({"lr": {"low": 1e-3, "high": 0.1, "log": True}}, 8, ready_every=50, seed=0)
+    result = evolve(strategy, TrainableMLP([1, 32, 1], "tanh"), task, generations=6)
+    assert result.validation["val_neg_mse"] > -1e-3  # sin(x) on [-pi, pi]: variance 0.5
