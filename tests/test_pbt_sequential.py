@@ -100,3 +100,33 @@ def test_sequential_resume_is_bit_identical(tmp_path):
 
     assert lines(tmp_path / "full") == lines(tmp_path / "part")
     assert (tmp_path / "full" / "pbt.jsonl").read_bytes() == (tmp_path / "part" / "pbt.jsonl").read_bytes()
+
+
+def test_a_failing_member_fails_alone_and_is_replaced():
+    def flaky(state: dict, hyperparams: dict, idx: torch.Tensor) -> float:
+        if state.get("fail"):
+            raise FloatingPointError("diverged")
+        return _step(state, hyperparams, idx)
+
+    def init(member: int, generator: torch.Generator) -> dict:
+        return _init(member, generator)
+
+    seq = PBTSequential(init, flaky, _evaluate, data=_data, seed=SEED, member_errors="nan")
+    pbt = _pbt()
+    pbt.tell(seq.evaluate(None, pbt.ask(), 0).values)
+    seq.members[2]["fail"] = True  # member 2 breaks during the next interval
+    fitness = seq.evaluate(None, pbt.ask(), 1)
+    assert fitness.metrics["failed_members"] == 1 and torch.isnan(fitness.values[2])
+    assert torch.isfinite(fitness.values[[0, 1, 3, 4, 5]]).all()  # the others trained on
+    for name, value in seq.members[2]["model"].state_dict().items():
+        assert torch.equal(value, seq.saved[2]["model"][name])  # back to its saved state
+    pbt.tell(fitness.values)
+    assert pbt.parents[2] >= 0  # NaN counts as the worst: it copies a good member next
+    pbt.tell(seq.evaluate(None, pbt.ask(), 2).values)
+    strict = PBTSequential(init, flaky, _evaluate, data=_data, seed=SEED)
+    strict.evaluate(None, _pbt().ask(), 0)
+    strict.members[0]["fail"] = True
+    import pytest
+
+    with pytest.raises(FloatingPointError):
+        strict.evaluate(None, _pbt().ask(), 1)

@@ -212,3 +212,15 @@ def test_bad_strategy_arguments_are_one_line_config_errors():
         PBT({"lr": {"low": 0.1, "high": 1.0}}, truncation_fraction=0.9)
     with pytest.raises(ConfigError, match=r"^strategy.perturb_factors = \[1.0\]"):
         PBT({"lr": {"low": 0.1, "high": 1.0}}, perturb_factors=[1.0])
+
+
+def test_failed_members_always_copy_beyond_the_bottom_fraction():
+    nan = float("nan")
+    fitness = torch.tensor([0.5, nan, 0.9, nan, 0.7, 0.1, nan, 0.8], dtype=torch.float64)
+    pbt = PBT({"lr": {"low": 0.1, "high": 1.0}}, 8, seed=0)
+    pbt.ask()
+    pbt.tell(fitness)
+    replaced = set(torch.nonzero(pbt.parents >= 0).flatten().tolist())
+    assert {1, 3, 6} <= replaced  # three failures, more than the bottom quarter (2)
+    assert set(pbt.parents[pbt.parents >= 0].tolist()) <= {2, 7}  # they copy the top quarter
+    assert rules.tournament(torch.zeros(3), torch.zeros(3), torch.tensor([True, False, False]))[0] == 1

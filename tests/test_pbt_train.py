@@ -263,3 +263,23 @@ def test_regression_on_sine_fits():
     strategy = PBT({"lr": {"low": 1e-3, "high": 0.1, "log": True}}, 8, ready_every=50, seed=0)
     result = evolve(strategy, TrainableMLP([1, 32, 1], "tanh"), task, generations=6)
     assert result.validation["val_neg_mse"] > -1e-3  # sin(x) on [-pi, pi]: variance 0.5
+
+
+def test_a_diverging_member_does_not_disturb_the_others_and_is_replaced():
+    space = {"lr": {"low": 1e-3, "high": 1e6, "log": True}}
+    net = TrainableMLP([4, 8, 3])
+    rows = [[1e6], [0.05], [0.1], [0.02]]
+    alone = PBTSupervised("iris", seed=0, fitness_metric="neg_cross_entropy")
+    alone.evaluate(net, _population(space, [[1e-3], *rows[1:]], 20), generation=0)
+    task = PBTSupervised("iris", seed=0, fitness_metric="neg_cross_entropy")
+    pbt = PBT(space, 4, ready_every=20, seed=0)
+    pbt.values = torch.tensor(rows, dtype=torch.float64)
+    fitness = task.evaluate(net, pbt.ask(), generation=0)
+    assert not torch.isfinite(fitness.values[0]) and torch.isfinite(fitness.values[1:]).all()
+    for name in task.params:  # the other rows trained exactly as without the diverging one
+        assert torch.equal(task.params[name][1:], alone.params[name][1:])
+    pbt.tell(fitness.values)
+    assert pbt.parents[0] >= 0
+    task.apply_exploit(pbt.ask().parents)  # what evaluate does first at the next interval
+    assert all(bool(torch.isfinite(v[0]).all()) for v in task.params.values())
+    assert all(bool(torch.isfinite(v[0]).all()) for s in task.opt_state.values() for v in s.values())

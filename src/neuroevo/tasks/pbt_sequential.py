@@ -14,6 +14,12 @@ and ``data`` = ``data(generation, step, member)`` (default: a ``torch.Generator`
 use, so a resumed run repeats it). That is the shape a distributed executor needs: a member's
 step reads nothing else. ``evaluate(member_state) -> float`` gives the fitness.
 
+A member whose ``step`` or ``evaluate`` raises stops the run (``member_errors = "raise"``,
+default) or fails alone (``"nan"``): its fitness is NaN, which the strategy's ``on_nan``
+policy makes the worst, so it copies a good member at this ready point; it is put back to
+its last saved state, and ``failed_members`` is counted in the metrics. The other members
+are not held up.
+
 Exploit and saved states work as in the stacked task: at the end of each ready interval every
 member's state dicts are snapshotted (deep copies; that snapshot is the task's ``state_dict``
 and so the checkpoint); a member exploited at the next ask loads its parent's snapshot. The
@@ -25,11 +31,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task
 
@@ -77,9 +84,13 @@ class PBTSequential(Task):
         evaluate: Callable[[MemberState], float],
         *,
         data: Callable[[int, int, int], Any] | None = None,
+        member_errors: Literal["raise", "nan"] = "raise",
         seed: int = 0,
         device: Any = "cpu",
     ):
+        if member_errors not in ("raise", "nan"):
+            raise ConfigError(f"member_errors = {member_errors!r}; allowed: raise, nan")
+        self.member_errors = member_errors
         self.init_fn, self.step_fn, self.eval_fn, self.data_fn = init, step, evaluate, data
         self.seed = int(seed)
         self.members: list[MemberState] = []
@@ -122,18 +133,31 @@ class PBTSequential(Task):
         self.apply_exploit(population.parents)
         space = population.space
         values = torch.empty(size, dtype=torch.float64)
+        failed = 0
         for i in range(size):
-            hp = space.row(population.values[i])
-            for k in range(steps):
-                if self.data_fn is not None:
-                    data = self.data_fn(generation, k, i)
-                else:
-                    data = nrandom.member_generator(self.seed, generation * steps + k, i, "pbt_step")
-                self.step_fn(self.members[i], hp, data)
+            try:
+                values[i] = self._train_member(i, space.row(population.values[i]), steps, generation)
+            except Exception:
+                if self.member_errors == "raise":
+                    raise
+                failed += 1  # its fitness is NaN (the strategy's on_nan policy); its saved state stays
+                values[i] = float("nan")
+                self.members[i] = self.init_fn(i, nrandom.member_generator(self.seed, 0, i, "pbt_init"))
+                if self.saved[i] is not None:
+                    _restore(self.members[i], self.saved[i])
+                continue
             self.steps[i] += steps
-            values[i] = float(self.eval_fn(self.members[i]))
             self.saved[i] = _snapshot(self.members[i])
-        return Fitness(values=values, steps=size * steps)
+        return Fitness(values=values, steps=size * steps, metrics={"failed_members": float(failed)})
+
+    def _train_member(self, i: int, hp: dict[str, Any], steps: int, generation: int) -> float:
+        for k in range(steps):
+            if self.data_fn is not None:
+                data = self.data_fn(generation, k, i)
+            else:
+                data = nrandom.member_generator(self.seed, generation * steps + k, i, "pbt_step")
+            self.step_fn(self.members[i], hp, data)
+        return float(self.eval_fn(self.members[i]))
 
     def state_dict(self) -> dict[str, Any]:
         return {"saved": copy.deepcopy(self.saved), "steps": list(self.steps)} if self.saved else {}

@@ -207,12 +207,21 @@ class PBT(Strategy):
                 stats[f"hp_{hp.name}"] = float(old[best_index, i])
         return stats
 
+    def check_fitness(self, fitness: torch.Tensor | list[float]) -> torch.Tensor:
+        """The base's NaN policy, remembering which members failed (they always copy next)."""
+        raw = torch.as_tensor(fitness).detach().to("cpu", torch.float64).reshape(-1)
+        self._failed = ~torch.isfinite(raw)
+        return super().check_fitness(fitness)
+
     def _exploit(self, fitness: torch.Tensor) -> torch.Tensor:
         u = nrandom.uniform(self.population_size, self.seed, self.generation, 0, "pbt_exploit").double()
+        failed = getattr(self, "_failed", None)
+        if failed is None or failed.numel() != fitness.numel():
+            failed = torch.zeros(fitness.numel(), dtype=torch.bool)
         if self.p.exploit == "truncation":
-            return exploit_rules.truncation(fitness, self.p.truncation_fraction, u)
+            return exploit_rules.truncation(fitness, self.p.truncation_fraction, u, failed)
         if self.p.exploit == "tournament":
-            return exploit_rules.tournament(fitness, u)
+            return exploit_rules.tournament(fitness, u, failed)
         return exploit_rules.no_exploit(fitness)
 
     def _explore(self, start: torch.Tensor, exploited: torch.Tensor, step_now: torch.Tensor) -> torch.Tensor:
