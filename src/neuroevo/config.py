@@ -24,6 +24,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from neuroevo.core import memory
+from neuroevo.core.contracts import CAPABILITY_WORDS, POPULATION_KIND_WORDS, Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn import NETWORKS
@@ -151,13 +152,13 @@ def _pick(registry: Registry, section: str, key: str, data: dict[str, Any], defa
 
 
 def validate_config(data: dict[str, Any]) -> Config:
-    """Check a config dict section by section; raises a one-line ConfigError."""
+    """Check a config dict section by section, then every pairing; raises a one-line ConfigError."""
     sections = _validate(_Sections, data, "")
     task_data, net_data, strat_data = dict(sections.task), dict(sections.network), dict(sections.strategy)
     task_name, task_cls = _pick(TASKS, "task", "name", task_data)
     net_type, net_entry = _pick(NETWORKS, "network", "type", net_data, "mlp")
     strat_name, strat_cls = _pick(STRATEGIES, "strategy", "name", strat_data)
-    return Config(
+    config = Config(
         run=sections.run,
         task_name=task_name,
         task=_validate(task_cls.Params, task_data, "task"),
@@ -166,6 +167,37 @@ def validate_config(data: dict[str, Any]) -> Config:
         strategy_name=strat_name,
         strategy=_validate(strat_cls.Params, strat_data, "strategy"),
     )
+    check_pairing(config)
+    return config
+
+
+def check_pairing(config: Config) -> None:
+    """Refuse a strategy, network and task that cannot work together, naming both sides and the partners.
+
+    The capabilities are declared (``neuroevo.core.contracts``): the strategy's population kind
+    must be one the network type runs, the task must provide what the strategy and the network
+    need. Nothing is built for this check.
+    """
+    strat_cls = STRATEGIES.get(config.strategy_name)
+    kind, strategy_needs = strat_cls.contract(config.strategy)
+    entry = NETWORKS.get(config.network_type)
+    task_cls = TASKS.get(config.task_name)
+    strategy = f"strategy {config.strategy_name!r}"
+    if kind not in entry.runs:
+        allowed = [name for name, e in NETWORKS.items() if kind in e.runs]
+        raise ConfigError(
+            f"network.type = {config.network_type!r}: {strategy} needs {POPULATION_KIND_WORDS[kind]}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    for owner, needs in ((strategy, strategy_needs), (f"network.type {config.network_type!r}", entry.needs)):
+        missing = sorted(set(needs) - set(task_cls.provides))
+        if missing:
+            allowed = [name for name, cls in TASKS.items() if set(needs) <= set(cls.provides)]
+            raise ConfigError(
+                f"task.name = {config.task_name!r}: {owner} needs "
+                f"{' and '.join(CAPABILITY_WORDS[Capability(m)] for m in missing)}, which this task does not "
+                f"provide; allowed: {', '.join(allowed) or 'none registered'}"
+            )
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:

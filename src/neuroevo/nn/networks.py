@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from neuroevo.core.contracts import PopulationKind
+from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn.activations import ACTIVATIONS
@@ -40,6 +40,7 @@ class NetworkEntry:
     from_spec: Callable[[dict[str, Any]], Any] | None = None
     runs: frozenset[PopulationKind] = frozenset({PopulationKind.FLAT})
     description: str = ""
+    needs: frozenset[Capability] = frozenset({Capability.INPUTS})
 
 
 NETWORKS: Registry[NetworkEntry] = Registry("network type")
@@ -53,15 +54,19 @@ def register_network(
     from_spec: Callable[[dict[str, Any]], Any] | None = None,
     runs: Iterable[PopulationKind] = (PopulationKind.FLAT,),
     description: str = "",
+    needs: Iterable[Capability] = (Capability.INPUTS,),
     overwrite: bool = False,
 ) -> NetworkEntry:
     """Make a network type available in configs as ``[network] type = name``.
 
-    ``runs`` lists the population kinds it can run; ``from_spec`` rebuilds a saved one
-    (``None``: its members can be loaded as weights only).
+    ``runs`` lists the population kinds it can run; ``needs`` what the task must provide
+    (network inputs, by default); ``from_spec`` rebuilds a saved one (``None``: its members
+    can be loaded as weights only).
     """
     kinds = frozenset(PopulationKind(k) for k in runs)
-    entry = NetworkEntry(name, params, build, from_spec, kinds, description)
+    entry = NetworkEntry(
+        name, params, build, from_spec, kinds, description, frozenset(map(Capability, needs))
+    )
     return NETWORKS.register(name, entry, overwrite=overwrite)
 
 
@@ -206,4 +211,5 @@ register_network(
     build_vector,
     from_spec=VectorPhenotype.from_spec,
     description="no network: black-box optimisation of a parameter vector",
+    needs=(),
 )

@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
@@ -43,6 +44,8 @@ REPORTED_METRICS: dict[str, tuple[str, ...]] = {
 
 class SupervisedTask(Task):
     """Fitness of each member on ``(x, y)``; ``validate`` reports held-out metrics of one member."""
+
+    provides = frozenset({Capability.INPUTS, Capability.VALIDATION})
 
     name = "supervised"
 

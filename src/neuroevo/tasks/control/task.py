@@ -26,6 +26,7 @@ import torch
 from pydantic import Field, field_validator
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
@@ -75,6 +76,8 @@ class EpisodicTask(Task):
     starts, action_generator=)``, and sets ``episodes``, ``eval_episodes``, ``deterministic``,
     ``seed``, ``device`` and ``obs_norm``.
     """
+
+    provides = frozenset({Capability.INPUTS, Capability.EPISODES, Capability.VALIDATION})
 
     episodes: int
     eval_episodes: int
