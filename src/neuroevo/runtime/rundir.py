@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,27 +42,55 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"--out {self.path}: exists and is not a folder")
         if overwrite and self.is_run():
-            for child in (self.metrics,):
-                child.unlink(missing_ok=True)
-            for folder in (self.checkpoints, self.best):
-                if folder.exists():
-                    for item in folder.iterdir():
-                        if item.is_file():
-                            item.unlink()
-        for folder in (self.path, self.checkpoints, self.best, self.report):
-            folder.mkdir(parents=True, exist_ok=True)
+            self.clear()
+        self._make_folders()
         atomic_write_text(self.config, config_text)
         self.metrics.touch()
 
-    def prepare(self) -> None:
-        """Folders for a run started from Python (no config.toml); refuses to overwrite checkpoints."""
+    def prepare(self, *, overwrite: bool = False) -> None:
+        """Folders for a run started from Python; refuses a folder with checkpoints unless ``overwrite``.
+
+        ``create`` (the CLI) has written ``config.toml`` just before; a Python run keeps one
+        that is there only when it starts a fresh folder.
+        """
         if self.checkpoint_generations():
-            raise ConfigError(f"{self.path} already holds checkpoints; allowed: resume=True or a new folder")
-        for folder in (self.path, self.checkpoints, self.best, self.report):
-            folder.mkdir(parents=True, exist_ok=True)
+            if not overwrite:
+                raise ConfigError(
+                    f"{self.path} already holds checkpoints; allowed: resume=True, overwrite=True "
+                    "or a new folder"
+                )
+            self.clear(keep_config=True)
+        self._make_folders()
         if self.metrics.exists() and self.metrics.stat().st_size:
             self.truncate_metrics(0)
         self.metrics.touch()
+
+    def clear(self, *, keep_config: bool = False) -> None:
+        """Remove what a previous run wrote here (metrics, checkpoints, best/, report/), so a new run
+        starts from an empty folder; other files of the user's are left alone."""
+        self.metrics.unlink(missing_ok=True)
+        if not keep_config:
+            self.config.unlink(missing_ok=True)
+        for folder in (self.checkpoints, self.best, self.report):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+
+    def _make_folders(self) -> None:
+        for folder in (self.path, self.checkpoints, self.best, self.report):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def clean_temporary_files(self) -> list[Path]:
+        """Delete temporary files a kill left behind in ``best/`` and ``checkpoints/``; returns them."""
+        stale = [
+            item
+            for folder in (self.best, self.checkpoints, self.path)
+            if folder.is_dir()
+            for item in folder.glob(".*.tmp")
+            if item.is_file()
+        ]
+        for item in stale:
+            item.unlink(missing_ok=True)
+        return stale
 
     def is_run(self) -> bool:
         return self.config.is_file() and self.checkpoints.is_dir()
