@@ -12,7 +12,7 @@ a phenotype's ``spec()["type"]`` names the entry that rebuilds it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -43,7 +43,14 @@ class NetworkEntry:
     needs: frozenset[Capability] = frozenset({Capability.INPUTS})
 
 
-NETWORKS: Registry[NetworkEntry] = Registry("network type")
+def _plugin_network(name: str, obj: object) -> NetworkEntry:
+    if not isinstance(obj, NetworkEntry):
+        raise TypeError(f"expected a neuroevo.nn.NetworkEntry, got {obj!r}")
+    return replace(obj, name=name)
+
+
+#: config name -> network entry; plugins: entry-point group ``neuroevo.networks``
+NETWORKS: Registry[NetworkEntry] = Registry("network type", "neuroevo.networks", _plugin_network)
 
 
 def register_network(

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.config = self.path / "config.toml"
+        #: the config the checkpoints were made with (a user may edit config.toml before a resume)
+        self.reference_config = self.path / "checkpoints" / "config.toml"
         self.metrics = self.path / "metrics.jsonl"
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
@@ -34,6 +37,15 @@ class RunDir:
     # -- creation and checks ------------------------------------------------------------------
     def create(self, config_text: str, *, overwrite: bool = False) -> None:
         """Make the folders and write the resolved config; refuses to reuse a run unless ``overwrite``."""
+        self.check_can_create(overwrite=overwrite)
+        if overwrite and self.is_run():
+            self.clear()
+        self._make_folders()
+        self.write_config(config_text)
+        self.metrics.touch()
+
+    def check_can_create(self, *, overwrite: bool = False) -> None:
+        """One-line ConfigErrors, before any work, for a folder that holds a run or cannot be written."""
         if self.is_run() and not overwrite:
             raise ConfigError(
                 f"--out {self.path}: a run already exists there; allowed: a new folder, "
@@ -41,11 +53,37 @@ class RunDir:
             )
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"--out {self.path}: exists and is not a folder")
-        if overwrite and self.is_run():
-            self.clear()
-        self._make_folders()
+        existing = self.path
+        while not existing.exists():
+            existing = existing.parent
+        try:  # a real probe: permission bits say nothing for root or for a read-only mount
+            fd, probe = tempfile.mkstemp(prefix=".neuroevo-probe-", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(f"--out {self.path}: cannot write in {existing} ({exc.strerror})") from None
+
+    def write_config(self, config_text: str) -> None:
+        """The resolved config, as ``config.toml`` and as the reference a resume compares edits with."""
         atomic_write_text(self.config, config_text)
-        self.metrics.touch()
+        atomic_write_text(self.reference_config, config_text)
+
+    def finished(self, generations: int | None, target: float | None, budget: float | None) -> str:
+        """Why the newest checkpoint already meets a stop condition ('' when it does not)."""
+        found = self.latest_checkpoint()
+        if found is None:
+            return ""
+        generation, state = found
+        best = state["strategy"].get("best")
+        if generations is not None and generation >= generations:
+            return f"already at generation {generation} of {generations} (run.generations)"
+        if target is not None and best is not None and float(best["fitness"]) >= target:
+            return (
+                f"best fitness {float(best['fitness']):.6g} already reached {target:g} (run.target_fitness)"
+            )
+        if budget is not None and float(state["runtime"]["elapsed"]) >= budget:
+            return f"already ran {float(state['runtime']['elapsed']):.1f} s of {budget:g} (run.time_budget_s)"
+        return ""
 
     def prepare(self, *, overwrite: bool = False) -> None:
         """Folders for a run started from Python; refuses a folder with checkpoints unless ``overwrite``.
