@@ -148,9 +148,7 @@ def resume(
         check_resume(reference, edited)
     finished = run.finished(edited.run.generations, edited.run.target_fitness, edited.run.time_budget_s)
     if finished:
-        _echo(
-            f"{run.path}: {finished}; nothing to do (raise --generations, --target-fitness or --time-budget)"
-        )
+        _echo(f"{run.path}: {finished}; nothing to do (extend it with --generations or --time-budget)")
         return
     built = build(edited)
     if reference is None or edited.to_toml() != reference.to_toml():

@@ -44,6 +44,7 @@ class Capability(StrEnum):
     EPISODES = "episodes"  # rollouts in an environment (recurrent state, steps, observation statistics)
     VALIDATION = "validation"  # held-out data: Task.validate scores the best member on it
     INPUTS = "inputs"  # the task feeds the network inputs (in_features > 0), so a network can be sized
+    PARAMETERS = "parameters"  # the task scores each member's parameter vector itself (no network)
 
 
 CAPABILITY_WORDS: dict[Capability, str] = {
@@ -51,6 +52,7 @@ CAPABILITY_WORDS: dict[Capability, str] = {
     Capability.EPISODES: "episodes",
     Capability.VALIDATION: "a validation split",
     Capability.INPUTS: "network inputs",
+    Capability.PARAMETERS: "a score of the parameter vector itself",
 }
 
 

@@ -218,5 +218,5 @@ register_network(
     build_vector,
     from_spec=VectorPhenotype.from_spec,
     description="no network: black-box optimisation of a parameter vector",
-    needs=(),
+    needs=(Capability.PARAMETERS,),
 )
