@@ -28,17 +28,28 @@ import types
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError, FitnessEvaluationError
+from neuroevo.core.shaping import SHAPINGS
 from neuroevo.core.types import Best, Fitness
 
 OnNan = Literal["worst", "error"]
 P = TypeVar("P", bound=BaseModel)
+
+
+def _known_shaping(name: str) -> str:
+    if name not in SHAPINGS:
+        raise ValueError(f"unknown fitness shaping; allowed: {', '.join(SHAPINGS)}")
+    return name
+
+
+#: a fitness shaping of ``neuroevo.core.shaping`` (checked when the Params are validated)
+ShapingName = Annotated[str, AfterValidator(_known_shaping)]
 
 
 class StrategyParams(BaseModel):

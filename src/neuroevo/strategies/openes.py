@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.shaping import shape_fitness
-from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.base import ShapingName, Strategy, StrategyParams
 from neuroevo.strategies.optim import MomentState, MomentumParams, Optimizer, OptimizerName, scheduled_lr
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
@@ -34,7 +34,9 @@ class OpenESParams(MomentumParams, StrategyParams):
     lr_min: float = Field(0.0, ge=0, description="floor of the decayed lr")
     optimizer: OptimizerName = Field("adam", description="optimiser of the centre: adam | sgd")
     weight_decay: float = Field(0.0, ge=0, description="L2 coefficient on the centre")
-    shaping: str = Field("centered_rank", description="fitness shaping: centered_rank | z_score | raw")
+    shaping: ShapingName = Field(
+        "centered_rank", description="fitness shaping: centered_rank | z_score | raw"
+    )
     antithetic: bool = Field(True, description="mirrored pairs centre +/- sigma eps (P must be even)")
 
 
@@ -78,13 +80,13 @@ class OpenES(Strategy):
         self.dtype, self.device = dtype, torch.device(device)
         if center is None:
             center = init(nrandom.member_generator(seed, 0, 0, "init")) if init else torch.zeros(num_params)
-        shape_fitness(torch.zeros(2), p.shaping)  # fail early on an unknown shaping
         self.optimizer = Optimizer(p.optimizer, beta1=p.beta1, beta2=p.beta2, momentum=p.momentum)
         self.state = OpenESState(
             center=torch.as_tensor(center).reshape(-1).to(dtype).to(self.device).clone(),
             sigma=p.sigma,
             optimizer=self.optimizer.init_state(num_params, dtype, self.device),
         )
+        self._eps: torch.Tensor | None = None  # this generation's noise, between ask and tell
 
     @property
     def center(self) -> torch.Tensor:

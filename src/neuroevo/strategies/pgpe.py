@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.shaping import shape_fitness
-from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.base import ShapingName, Strategy, StrategyParams
 from neuroevo.strategies.optim import MomentState, MomentumParams, Optimizer
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
@@ -70,7 +70,9 @@ class PGPEParams(MomentumParams, StrategyParams):
     lr_sigma: float = Field(0.1, ge=0, description="step size of sigma")
     sigma_max_change: float = Field(0.2, gt=0, description="largest relative change of sigma per step")
     sigma_min: float = Field(0.0, ge=0, description="floor on every coordinate's std")
-    shaping: str = Field("centered_rank", description="fitness shaping: centered_rank | z_score | raw")
+    shaping: ShapingName = Field(
+        "centered_rank", description="fitness shaping: centered_rank | z_score | raw"
+    )
 
 
 @dataclass
@@ -116,7 +118,6 @@ class PGPE(Strategy):
         mean = torch.as_tensor(center).reshape(-1).to(torch.float64).cpu().clone()
         if mean.numel() != num_params:
             raise ValueError(f"center has {mean.numel()} entries; expected {num_params}")
-        shape_fitness(torch.zeros(2), p.shaping)  # fail early on an unknown shaping
         if p.optimizer == "clipup":
             max_speed = 2 * p.lr if p.max_speed is None else p.max_speed
             self.optimizer: ClipUp | Optimizer = ClipUp(momentum=p.momentum, max_speed=max_speed)
