@@ -55,7 +55,7 @@ ShapingName = Annotated[str, AfterValidator(_known_shaping)]
 class StrategyParams(BaseModel):
     """Config keys every strategy accepts; each strategy extends this with its own."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     population_size: int = Field(256, ge=2, description="members per generation")
     on_nan: OnNan = Field("worst", description="what a NaN/inf fitness means: 'worst' or 'error'")
