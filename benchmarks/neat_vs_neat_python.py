@@ -165,7 +165,7 @@ def neat_python_xor(seed: int, max_generations: int, deletions: tuple[float, flo
 
 
 def neuroevo_setup(pop_size: int, seed: int):
-    from neuroevo.nn.neat_graph import NEATPhenotype
+    from neuroevo.nn.neat import NEATPhenotype
     from neuroevo.strategies.neat import NEAT
 
     return NEATPhenotype(2, 1), NEAT(2, 1, pop_size, seed=seed)
