@@ -3,7 +3,9 @@ speciation distance, state_dict round trips and XOR."""
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 import statistics
 import sys
 from pathlib import Path
@@ -126,6 +128,24 @@ def test_stateful_recurrent_keeps_node_values_between_calls():
     torch.testing.assert_close(second, NEATPhenotype(3, 2, recurrent_steps=2).forward(pop, x))
     stateful.reset_state(pop)
     torch.testing.assert_close(stateful.forward(pop, x), first)
+
+
+def test_compiled_form_belongs_to_the_phenotype_and_goes_with_the_population():
+    strategy, phenotype = evolve_random(4, seed=9)
+    pop = strategy.ask()
+    x = torch.randn(3, 3, generator=torch.Generator().manual_seed(4))
+    fresh = NEATPhenotype(3, 2)
+    out = fresh.forward(pop, x)
+    assert fresh.compiled(pop) is not None and NEATPhenotype(3, 2).compiled(pop) is None
+    part = pop[2:9]
+    fresh.forward(part, x)
+    assert len(fresh._compiled) == 2
+    del part
+    gc.collect()
+    assert len(fresh._compiled) == 1  # dropped with its population
+    copy = pickle.loads(pickle.dumps(fresh))  # for a worker process: the caches stay behind
+    assert copy.compiled(pop) is None
+    torch.testing.assert_close(copy.forward(pop, x), out)
 
 
 def test_feed_forward_genomes_stay_acyclic_and_levels_are_topological():

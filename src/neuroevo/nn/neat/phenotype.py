@@ -200,8 +200,8 @@ class NEATPhenotype:
 
     def _population(self, population: Any) -> NEATPopulation:
         """``population`` as a NEATPopulation; genome lists are converted once per object (the
-        control task calls ``forward`` every step with the same list, and recurrent state lives
-        on the converted population)."""
+        control task calls ``forward`` every step with the same list, and the compiled form and
+        rollout state are keyed on the converted population)."""
         if isinstance(population, NEATPopulation):
             return population
         last = self._last
