@@ -117,7 +117,7 @@ class StructuralMutation:
     """Add/delete node, add/delete connection for a batch of children (see the module doc)."""
 
     params: NEATParams
-    genome: GenomeConfig
+    genome_config: GenomeConfig
     innovations: InnovationTracker
 
     def __call__(self, pop: NEATPopulation, g: torch.Generator) -> NEATPopulation:
@@ -142,7 +142,7 @@ class StructuralMutation:
         return pop
 
     def add_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
-        p, cfg = self.params, self.genome
+        p, cfg = self.params, self.genome_config
         sel = rows.nonzero().squeeze(1)
         if sel.numel() == 0:
             return pop
@@ -190,7 +190,7 @@ class StructuralMutation:
     def delete_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
         if not bool(rows.any()):
             return pop
-        hidden = (pop.node_key != PAD) & (pop.node_key >= self.genome.first_hidden)
+        hidden = (pop.node_key != PAD) & (pop.node_key >= self.genome_config.first_hidden)
         j, has = _choose(hidden, g)
         do = rows & has
         if not bool(do.any()):
@@ -209,7 +209,7 @@ class StructuralMutation:
     ) -> torch.Tensor:
         """Which of the candidate links ``src -> dst`` of genomes ``sel`` a feed-forward genome
         must refuse: output -> output, self loops, and links closing a cycle."""
-        cfg = self.genome
+        cfg = self.genome_config
         bad = (cfg.is_output(src) & cfg.is_output(dst)) | (src == dst)
         check = ok & ~bad & (src >= cfg.num_inputs)
         if bool(check.any()):
@@ -225,7 +225,7 @@ class StructuralMutation:
         self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator
     ) -> tuple[NEATPopulation, bool]:
         """New connections, and whether a reused innovation may have left a row unsorted."""
-        p, num_in = self.params, self.genome.num_inputs
+        p, num_in = self.params, self.genome_config.num_inputs
         sel = rows.nonzero().squeeze(1)
         if sel.numel() == 0:
             return pop, False
@@ -249,7 +249,7 @@ class StructuralMutation:
             & (pop.conn_innovation.index_select(0, sel) != PAD)
         )
         exists = same.any(1)
-        if self.genome.surer and bool((ok & exists).any()):
+        if self.genome_config.surer and bool((ok & exists).any()):
             pop.conn_enabled[sel] |= same & (ok & exists)[:, None]
         new = ok & ~exists
         if not bool(new.any()):

@@ -70,10 +70,10 @@ class NEAT(Strategy):
             raise ConfigError(
                 f"NEAT needs inputs and outputs; got {num_inputs} inputs, {num_outputs} outputs"
             )
-        self.genome = GenomeConfig.from_params(p, num_inputs, num_outputs, output_activation)
-        pairs = sum(len(s) * len(d) for s, d in initial_blocks(p, self.genome))
-        self.innovations = InnovationTracker(self.genome.first_hidden + p.num_hidden, pairs)
-        self.population = initial_population(p, self.genome, population_size, self._gen(0, "init"))
+        self.genome_config = GenomeConfig.from_params(p, num_inputs, num_outputs, output_activation)
+        pairs = sum(len(s) * len(d) for s, d in initial_blocks(p, self.genome_config))
+        self.innovations = InnovationTracker(self.genome_config.first_hidden + p.num_hidden, pairs)
+        self.population = initial_population(p, self.genome_config, population_size, self._gen(0, "init"))
         self.species = SpeciesSet.empty(population_size, p.compatibility_threshold)
         self._distance_cache: DistanceCache | None = None
         self._speciate(self.population, 0)
@@ -115,7 +115,7 @@ class NEAT(Strategy):
                     "false; set it true or raise species_elitism)"
                 )
             size, init = self.population_size, self._gen(child_gen, "init")
-            self.population = initial_population(p, self.genome, size, init)
+            self.population = initial_population(p, self.genome_config, size, init)
             self.species = SpeciesSet.empty(size, species.threshold, species.next_id)
             self._speciate(self.population, child_gen)
             return self._stats(told, extinct=1.0)
@@ -150,17 +150,17 @@ class NEAT(Strategy):
         self, pop: NEATPopulation, primary: torch.Tensor, secondary: torch.Tensor, gen: torch.Generator
     ) -> NEATPopulation:
         """Children of (primary = fitter, secondary) aligned by innovation number / node id."""
-        rate = self.params.crossover_disabled_rate
-        return crossover(pop, primary, secondary, gen, disabled_rate=rate, constant=self.genome.constant)
+        rate, constant = self.params.crossover_disabled_rate, self.genome_config.constant
+        return crossover(pop, primary, secondary, gen, disabled_rate=rate, constant=constant)
 
     def mutate(self, pop: NEATPopulation, generation: int, *, in_place: bool = False) -> NEATPopulation:
         """Structural mutations, then attribute mutations. ``in_place``: ``pop``'s tensors
         belong to the caller and may be overwritten."""
         if not in_place:
             pop = pop.replace(**{name: t.clone() for name, t in pop.tensors.items()})
-        structural = StructuralMutation(self.params, self.genome, self.innovations)
+        structural = StructuralMutation(self.params, self.genome_config, self.innovations)
         pop = structural(pop, self._gen(generation, "structure"))
-        return mutate_attributes(self.params, self.genome, pop, self._gen(generation, "attributes"))
+        return mutate_attributes(self.params, self.genome_config, pop, self._gen(generation, "attributes"))
 
     def distance(self, a: NEATPopulation, b: NEATPopulation) -> torch.Tensor:
         """Compatibility distances ``[len(a), len(b)]`` with this strategy's coefficients."""
@@ -171,7 +171,7 @@ class NEAT(Strategy):
             disjoint_coefficient=p.compatibility_disjoint_coefficient,
             weight_coefficient=p.compatibility_weight_coefficient,
             excess_coefficient=p.compatibility_excess_coefficient,
-            constant=self.genome.constant,
+            constant=self.genome_config.constant,
             cache=self._distance_cache,
         )
 
