@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from neuroevo.core import memory
 from neuroevo.core.contracts import ExportsIO, HasGenome, Reevaluating, WritesReport
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
@@ -130,6 +131,7 @@ def evolve(
     ``FitnessEvaluationError`` naming the generation (and the last checkpoint, if any).
     """
     stop = _StopRule(generations, target_fitness, time_budget, callbacks)
+    memory.keep_freed_memory()  # process-wide malloc tuning, once (memory.configure / env switch it off)
     executor = executor or LocalExecutor()
     run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir(run_dir)
     recorder = _Recorder(run, keep_checkpoints)
