@@ -72,6 +72,8 @@ def _config(strategy: str, network: str, task: dict[str, Any], generations: int)
     net: dict[str, Any] = {"type": network}
     if network in ("mlp", "eggroll_mlp"):
         net["hidden"] = [4]
+    if network == "module":
+        net["module"] = f"{Path(__file__).parent / 'tiny_modules.py'}:mlp"
     return {
         "run": {"generations": generations, "checkpoint_every": 1, "progress": False},
         "task": task,
