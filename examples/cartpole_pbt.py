@@ -180,7 +180,7 @@ def main() -> None:
         "lr": {"low": 1e-3, "high": 0.1, "log": True},
         "entropy_coef": {"low": 1e-4, "high": 0.1, "log": True},
     }
-    strategy = PBT(space, args.population, ready_every=10, seed=args.seed)
+    strategy = PBT(args.population, space=space, ready_every=10, seed=args.seed)
     result = evolve(
         strategy,
         TrainableMLP([4, 32, 2], "tanh"),

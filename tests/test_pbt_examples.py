@@ -28,7 +28,7 @@ def test_cartpole_pbt_reaches_475(tmp_path):
         "lr": {"low": 1e-3, "high": 0.1, "log": True},
         "entropy_coef": {"low": 1e-4, "high": 0.1, "log": True},
     }
-    strategy = PBT(space, 8, ready_every=10, seed=0)
+    strategy = PBT(8, space=space, ready_every=10, seed=0)
     task = example.CartPoleReinforce(seed=0)
     result = evolve(strategy, TrainableMLP([4, 32, 2], "tanh"), task, generations=3, run_dir=tmp_path)
     assert result.validation["eval_return_mean"] >= 475

@@ -52,20 +52,21 @@ def _sequential() -> PBTSequential:
 
 
 def _pbt() -> PBT:
-    return PBT(SPACE, SIZE, ready_every=5, seed=SEED)
+    return PBT(SIZE, space=SPACE, ready_every=5, seed=SEED)
 
 
 def test_sequential_mode_follows_the_stacked_trainer_through_exploits():
     seq, stacked = _sequential(), PBTSupervised("iris", seed=SEED, batch_size=BATCH)
     a, b = _pbt(), _pbt()
+    exploited = 0.0
     for generation in range(6):
         pa, pb = a.ask(), b.ask()
         assert torch.equal(pa.parents, pb.parents)
         fa = seq.evaluate(None, pa, generation)
         fb = stacked.evaluate(NET, pb, generation)
-        a.tell(fa.values)
+        exploited += a.tell(fa.values)["exploited"]
         b.tell(fb.values)
-    assert sum(int(e["exploited"]) for e in a.events) >= 5
+    assert exploited >= 5 and int(a.state.member_steps.max()) == 30
     for i, member in enumerate(seq.members):
         for name, p in member["model"].named_parameters():
             assert torch.allclose(stacked.params[name][i], p.detach(), atol=1e-5), (i, name)
@@ -77,7 +78,7 @@ def test_sequential_exploit_copies_the_snapshot_exactly():
         pop = pbt.ask()
         pbt.tell(seq.evaluate(None, pop, generation).values)
     saved = [{k: v for k, v in s.items()} for s in seq.state_dict()["saved"]]
-    parents = pbt.parents
+    parents = pbt.state.parents
     seq.apply_exploit(parents)
     for i in torch.nonzero(parents >= 0).flatten().tolist():
         source = saved[int(parents[i])]["model"]
@@ -121,7 +122,7 @@ def test_a_failing_member_fails_alone_and_is_replaced():
     for name, value in seq.members[2]["model"].state_dict().items():
         assert torch.equal(value, seq.saved[2]["model"][name])  # back to its saved state
     pbt.tell(fitness.values)
-    assert pbt.parents[2] >= 0  # NaN counts as the worst: it copies a good member next
+    assert pbt.state.parents[2] >= 0  # NaN counts as the worst: it copies a good member next
     pbt.tell(seq.evaluate(None, pbt.ask(), 2).values)
     strict = PBTSequential(init, flaky, _evaluate, data=_data, seed=SEED)
     strict.evaluate(None, _pbt().ask(), 0)

@@ -59,7 +59,7 @@ def test_bad_bounds_are_config_errors(spec, words):
         )
     assert str(err.value).startswith("strategy.space.lr")
     with pytest.raises(ConfigError):
-        PBT({"lr": spec})
+        PBT(space={"lr": spec})
 
 
 def test_empty_space_is_a_config_error():
@@ -108,13 +108,13 @@ def test_property_no_hyperparameter_ever_leaves_its_bounds(explore, bounds, expl
     generations = 8 if explore == "pb2" else 60
     for seed in range(1 if explore == "pb2" else 4):
         pbt = PBT(
-            SPACE,
             12,
+            space=SPACE,
             ready_every=10,
             exploit=exploit,
             explore=explore,
             bounds=bounds,
-            perturb_factors=(0.05, 0.5, 3.0, 40.0),
+            perturb_factors=[0.05, 0.5, 3.0, 40.0],
             resample_probability=0.1,
             pb2_candidates=32,
             seed=seed,
@@ -127,12 +127,11 @@ def test_property_no_hyperparameter_ever_leaves_its_bounds(explore, bounds, expl
             fitness[int(torch.randint(12, (1,), generator=gen))] = float("nan")  # a failed member
             stats = pbt.tell(fitness)
             exploited += int(stats["exploited"])
-            parents = pbt.parents
+            parents = pbt.state.parents
             assert bool(((parents == -1) | ((parents >= 0) & (parents < 12))).all())
             assert not bool((parents == torch.arange(12)).any())  # never copies itself
         assert exploited > generations  # the events really exploited
-        assert bool(pbt.space.contains(pbt.values).all())
-        assert all(e["new"]["act"] in ("relu", "tanh", "gelu") for e in pbt.events)
+        assert bool(pbt.space.contains(pbt.state.values).all())
 
 
 def test_truncation_bottom_copies_top():
@@ -150,7 +149,7 @@ def test_tournament_copies_only_better():
 
 
 def test_exploited_member_starts_from_parent_values_and_ages_reset():
-    pbt = PBT(SPACE, 8, ready_every=5, resample_probability=0.0, perturb_factors=(1.2,), seed=3)
+    pbt = PBT(8, space=SPACE, ready_every=5, resample_probability=0.0, perturb_factors=[1.2], seed=3)
     before = pbt.ask().values.clone()
     fitness = torch.arange(8, dtype=torch.float64)
     pbt.tell(fitness)
@@ -159,8 +158,8 @@ def test_exploited_member_starts_from_parent_values_and_ages_reset():
         parent = int(after.parents[i])
         assert fitness[parent] > fitness[i]
         assert after.values[i, 0] == pytest.approx(min(before[parent, 0] * 1.2, 0.1))
-        assert pbt.ages[i] == 0
-    assert int(pbt.ages.max()) == 5 and int(pbt.member_steps.max()) == 5
+        assert pbt.state.ages[i] == 0
+    assert int(pbt.state.ages.max()) == 5 and int(pbt.state.member_steps.max()) == 5
 
 
 def _drive(pbt: PBT, start: int, stop: int) -> list[torch.Tensor]:
@@ -176,7 +175,7 @@ def _drive(pbt: PBT, start: int, stop: int) -> list[torch.Tensor]:
 def test_state_dict_round_trip_continues_identically(explore):
     from neuroevo.runtime.storage import join_tensors, split_tensors
 
-    make = lambda: PBT(SPACE, 10, ready_every=3, explore=explore, pb2_candidates=16, seed=5)  # noqa: E731
+    make = lambda: PBT(10, space=SPACE, ready_every=3, explore=explore, pb2_candidates=16, seed=5)  # noqa: E731
     straight = make()
     full = _drive(straight, 0, 8)
     first = make()
@@ -188,39 +187,37 @@ def test_state_dict_round_trip_continues_identically(explore):
     rest = _drive(resumed, 4, 8)
     for a, b in zip(full[4:], rest, strict=True):
         assert torch.equal(a, b)
-    assert straight.events == resumed.events
     if explore == "pb2":
-        assert resumed.pb2_y.numel() > 0 and torch.equal(straight.pb2_x, resumed.pb2_x)
+        assert resumed.state.pb2_y.numel() > 0 and torch.equal(straight.state.pb2_x, resumed.state.pb2_x)
 
 
 def test_pb2_moves_towards_the_better_region():
     """On a bandit where fitness gain grows with lr, PB2 picks higher lr than the parents have."""
     space = {"lr": {"low": 0.0, "high": 1.0}}
-    pbt = PBT(space, 8, ready_every=1, explore="pb2", pb2_candidates=64, pb2_kappa=0.5, seed=2)
+    pbt = PBT(8, space=space, ready_every=1, explore="pb2", pb2_candidates=64, pb2_kappa=0.5, seed=2)
     fitness = torch.zeros(8, dtype=torch.float64)
     for _ in range(6):
         values = pbt.ask().values[:, 0]
-        fitness = pbt.start_fitness.nan_to_num(0.0) + values  # gain = lr
+        fitness = pbt.state.start_fitness.nan_to_num(0.0) + values  # gain = lr
         pbt.tell(fitness)
-    assert float(pbt.values[:, 0].mean()) > 0.7
+    assert float(pbt.state.values[:, 0].mean()) > 0.7
 
 
 def test_bad_strategy_arguments_are_one_line_config_errors():
-    with pytest.raises(
-        ConfigError, match=r"^strategy.truncation_fraction = 0.9: .*less than or equal to 0.5"
-    ):
-        PBT({"lr": {"low": 0.1, "high": 1.0}}, truncation_fraction=0.9)
-    with pytest.raises(ConfigError, match=r"^strategy.perturb_factors = \[1.0\]"):
-        PBT({"lr": {"low": 0.1, "high": 1.0}}, perturb_factors=[1.0])
+    with pytest.raises(ConfigError, match=r"^PBT: truncation_fraction = 0.9: .*less than or equal to 0.5"):
+        PBT(space={"lr": {"low": 0.1, "high": 1.0}}, truncation_fraction=0.9)
+    with pytest.raises(ConfigError, match=r"^PBT: perturb_factors = \[1.0\]"):
+        PBT(space={"lr": {"low": 0.1, "high": 1.0}}, perturb_factors=[1.0])
 
 
 def test_failed_members_always_copy_beyond_the_bottom_fraction():
     nan = float("nan")
     fitness = torch.tensor([0.5, nan, 0.9, nan, 0.7, 0.1, nan, 0.8], dtype=torch.float64)
-    pbt = PBT({"lr": {"low": 0.1, "high": 1.0}}, 8, seed=0)
+    pbt = PBT(8, space={"lr": {"low": 0.1, "high": 1.0}}, seed=0)
     pbt.ask()
     pbt.tell(fitness)
-    replaced = set(torch.nonzero(pbt.parents >= 0).flatten().tolist())
+    parents = pbt.state.parents
+    replaced = set(torch.nonzero(parents >= 0).flatten().tolist())
     assert {1, 3, 6} <= replaced  # three failures, more than the bottom quarter (2)
-    assert set(pbt.parents[pbt.parents >= 0].tolist()) <= {2, 7}  # they copy the top quarter
+    assert set(parents[parents >= 0].tolist()) <= {2, 7}  # they copy the top quarter
     assert rules.tournament(torch.zeros(3), torch.zeros(3), torch.tensor([True, False, False]))[0] == 1

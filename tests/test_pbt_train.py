@@ -127,7 +127,7 @@ def _saved_task_state(tmp_path):
     """A 3-generation digits PBT run with checkpoints every generation; returns its run folder."""
     from neuroevo.runtime import evolve
 
-    pbt = PBT({"lr": {"low": 1e-3, "high": 0.5, "log": True}}, 8, ready_every=10, seed=2)
+    pbt = PBT(8, space={"lr": {"low": 1e-3, "high": 0.5, "log": True}}, ready_every=10, seed=2)
     task = PBTSupervised("digits", optimizer="adamw", seed=2)
     evolve(pbt, TrainableMLP([64, 16, 10]), task, generations=3, run_dir=tmp_path, checkpoint_every=1)
     return tmp_path
@@ -220,7 +220,7 @@ def test_any_module_from_a_factory_trains_stacked(tmp_path):
         {
             "run": {"seed": 1},
             "task": {"name": "pbt_supervised", "dataset": "iris", "optimizer": "adamw"},
-            "network": {"type": "trainable_module", "factory": f"{__name__}:small_net"},
+            "network": {"type": "trainable_module", "module": f"{__file__}:small_net"},
             "strategy": {
                 "name": "pbt",
                 "population_size": 6,
@@ -243,12 +243,16 @@ def test_any_module_from_a_factory_trains_stacked(tmp_path):
     assert float(acc) == pytest.approx(result.validation["val_accuracy"])
 
 
+def with_buffers(in_features: int, out_features: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(in_features, out_features), torch.nn.BatchNorm1d(out_features))
+
+
 def test_module_with_buffers_or_dropout_is_refused():
     from neuroevo.core.errors import ConfigError
     from neuroevo.nn.trainable import TrainableModule
 
     with pytest.raises(ConfigError, match="has buffers"):
-        TrainableModule("torch.nn:BatchNorm1d", 4, 4)
+        TrainableModule(f"{__file__}:with_buffers", 4, 4)
     net = TrainableModule("torch.nn:Linear", 4, 3)
     task = PBTSupervised("iris", seed=0)
     with pytest.raises(ConfigError, match="takes no dropout masks"):
@@ -260,7 +264,7 @@ def test_regression_on_sine_fits():
 
     task = PBTSupervised("sine", optimizer="adamw", seed=0)
     assert task.metric == "neg_mse"
-    strategy = PBT({"lr": {"low": 1e-3, "high": 0.1, "log": True}}, 8, ready_every=50, seed=0)
+    strategy = PBT(8, space={"lr": {"low": 1e-3, "high": 0.1, "log": True}}, ready_every=50, seed=0)
     result = evolve(strategy, TrainableMLP([1, 32, 1], "tanh"), task, generations=6)
     assert result.validation["val_neg_mse"] > -1e-3  # sin(x) on [-pi, pi]: variance 0.5
 
@@ -272,14 +276,14 @@ def test_a_diverging_member_does_not_disturb_the_others_and_is_replaced():
     alone = PBTSupervised("iris", seed=0, fitness_metric="neg_cross_entropy")
     alone.evaluate(net, _population(space, [[1e-3], *rows[1:]], 20), generation=0)
     task = PBTSupervised("iris", seed=0, fitness_metric="neg_cross_entropy")
-    pbt = PBT(space, 4, ready_every=20, seed=0)
-    pbt.values = torch.tensor(rows, dtype=torch.float64)
+    pbt = PBT(4, space=space, ready_every=20, seed=0)
+    pbt.state.values = torch.tensor(rows, dtype=torch.float64)
     fitness = task.evaluate(net, pbt.ask(), generation=0)
     assert not torch.isfinite(fitness.values[0]) and torch.isfinite(fitness.values[1:]).all()
     for name in task.params:  # the other rows trained exactly as without the diverging one
         assert torch.equal(task.params[name][1:], alone.params[name][1:])
     pbt.tell(fitness.values)
-    assert pbt.parents[0] >= 0
+    assert pbt.state.parents[0] >= 0
     task.apply_exploit(pbt.ask().parents)  # what evaluate does first at the next interval
     assert all(bool(torch.isfinite(v[0]).all()) for v in task.params.values())
     assert all(bool(torch.isfinite(v[0]).all()) for s in task.opt_state.values() for v in s.values())

@@ -46,6 +46,10 @@ class Capability(StrEnum):
     EPISODES = "episodes"  # rollouts in an environment (recurrent state, steps, observation statistics)
     VALIDATION = "validation"  # held-out data: Task.validate scores the best member on it
     INPUTS = "inputs"  # the task feeds the network inputs (in_features > 0), so a network can be sized
+    PARAMETERS = "parameters"  # the task scores each member's parameter vector itself (no network)
+    TRAINING = (
+        "training"  # the task trains every member and holds its weights (PBT); trainable networks need it
+    )
 
 
 CAPABILITY_WORDS: dict[Capability, str] = {
@@ -53,6 +57,8 @@ CAPABILITY_WORDS: dict[Capability, str] = {
     Capability.EPISODES: "episodes",
     Capability.VALIDATION: "a validation split",
     Capability.INPUTS: "network inputs",
+    Capability.PARAMETERS: "a score of the parameter vector itself",
+    Capability.TRAINING: "training of the members (their weights, optimiser state)",
 }
 
 
@@ -116,7 +122,20 @@ class NamedTensors(Protocol):
     def named_tensors(self, params: Any) -> dict[str, torch.Tensor]: ...
 
 
+@runtime_checkable
+class ExportsIO(Protocol):
+    """A task whose networks see preprocessed inputs or whose outputs are mapped (observation
+    normalisation, standardised features, actions).
+
+    ``export_io()`` describes those steps as JSON (``neuroevo.nn.io``); ``best/`` stores it,
+    so an exported network takes what the env or data set gives and returns what it expects.
+    """
+
+    def export_io(self) -> dict[str, Any]: ...
+
+
 __all__ = [
+    "ExportsIO",
     "CAPABILITY_WORDS",
     "POPULATION_KIND_WORDS",
     "Capability",

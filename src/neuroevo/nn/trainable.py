@@ -1,6 +1,6 @@
 """A network trained by gradient descent, for Population Based Training: ``[network] type = "trainable_mlp"``.
 
-``TrainableMLP`` (and ``TrainableModule``, any ``nn.Module`` from a user's factory,
+``TrainableMLP`` (and ``TrainableModule``, any ``nn.Module`` named by an import path,
 ``[network] type = "trainable_module"``) describes the architecture every PBT member shares.
 It is a phenotype like the others for the runtime (``forward`` over flat members
 ``[P, D]``, ``to_module``, ``named_tensors``, ``spec``), so ``best/`` and ``neuroevo best
@@ -15,16 +15,14 @@ by the task from the run's keys (inverted dropout: masks hold 0 or ``1 / (1 - p)
 
 from __future__ import annotations
 
-import importlib
 import math
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from pydantic import Field, field_validator
 from torch.func import functional_call, vmap
 
-from neuroevo.core.contracts import PopulationKind
+from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.activations import ACTIVATIONS, get_activation
 from neuroevo.nn.networks import NetworkParams, register_network
@@ -155,45 +153,29 @@ class TrainableMLP(TrainableNetwork):
         return cls(spec["layer_sizes"], spec.get("activation", "relu"))
 
 
-def load_factory(path: str) -> Callable[..., torch.nn.Module]:
-    """Import ``'package.module:attribute'``; a one-line ConfigError when it cannot."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"network.factory = {path!r}; allowed: an import path like 'mypkg.models:make'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"network.factory = {path!r}: cannot import {module_name!r} ({exc})") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ConfigError(f"network.factory = {path!r}: {module_name} has no callable {attr!r}")
-    return fn
-
-
 class TrainableModule(TrainableNetwork):
-    """Any ``nn.Module`` a user's ``factory(in_features, out_features)`` builds (parameters only).
+    """Any ``nn.Module`` named by an import path (``[network] type = "trainable_module"``).
 
-    ``forward(x[B, in]) -> [B, out]``. Initial weights are the module's own initialisation, run
-    under ``torch.random.fork_rng`` with the seed drawn from the member's key, so they are
-    reproducible and the global RNG is left as it was. No per-member dropout (its ``forward``
-    takes no masks).
+    Built like the ``module`` network type (``neuroevo.nn.adapter.build_module``: a class or
+    factory, given ``in_features``/``out_features`` when its signature names them); its state
+    must be parameters only. ``forward(x[B, in]) -> [B, out]``. Initial weights are the module's
+    own initialisation, run under ``torch.random.fork_rng`` with the seed drawn from the
+    member's key, so they are reproducible and the global RNG is left as it was. No per-member
+    dropout (its ``forward`` takes no masks).
     """
 
-    def __init__(self, factory: str, in_features: int, out_features: int, device: Any = "cpu"):
-        self.factory = factory
-        self._make = load_factory(factory)
+    def __init__(self, module: str, in_features: int, out_features: int, device: Any = "cpu"):
+        self.path = module
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.device = torch.device(device)
         self.hidden_sizes = []
         self._setup()
 
     def module(self) -> torch.nn.Module:
-        module = self._make(self.in_features, self.out_features)
-        if not isinstance(module, torch.nn.Module):
-            raise ConfigError(
-                f"network.factory = {self.factory!r} returned {type(module).__name__}, not nn.Module"
-            )
-        return module.to(self.device)
+        from neuroevo.nn.adapter import build_module
+
+        built = build_module(self.path, "network.module", self.in_features, self.out_features)
+        return built.to(self.device)
 
     def init_params(self, generator: torch.Generator) -> torch.Tensor:
         seed = int(torch.randint(2**62, (1,), generator=generator))
@@ -205,14 +187,14 @@ class TrainableModule(TrainableNetwork):
     def spec(self) -> dict[str, Any]:
         return {
             "type": "trainable_module",
-            "factory": self.factory,
+            "module": self.path,
             "in_features": self.in_features,
             "out_features": self.out_features,
         }
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> TrainableModule:
-        return cls(spec["factory"], spec["in_features"], spec["out_features"])
+        return cls(spec["module"], spec["in_features"], spec["out_features"])
 
 
 class TrainableMLPParams(NetworkParams):
@@ -254,13 +236,16 @@ register_network(
     build_trainable_mlp,
     from_spec=TrainableMLP.from_spec,
     runs=(PopulationKind.HYPERPARAMS,),
+    needs=(Capability.TRAINING,),
     description="an MLP trained by gradient descent, one per PBT member (stacked, torch.func)",
 )
 
 
 class TrainableModuleParams(NetworkParams):
-    factory: str = Field(
-        ..., description="'package.module:callable', called as factory(in_features, out_features)"
+    module: str = Field(
+        ...,
+        description="import path of its class or factory ('pkg.mod:Net' or 'file.py:Net'), given "
+        "in_features/out_features when it takes them",
     )
 
 
@@ -273,7 +258,7 @@ def build_trainable_module(
     dimension: int = 0,
     device: Any = "cpu",
 ) -> TrainableModule:
-    return TrainableModule(params.factory, in_features, out_features, device=device)
+    return TrainableModule(params.module, in_features, out_features, device=device)
 
 
 register_network(
@@ -282,5 +267,6 @@ register_network(
     build_trainable_module,
     from_spec=TrainableModule.from_spec,
     runs=(PopulationKind.HYPERPARAMS,),
-    description="any nn.Module from a factory(in, out), one per PBT member (stacked, torch.func)",
+    needs=(Capability.TRAINING,),
+    description="any parameter-only nn.Module, one per PBT member (stacked, torch.func)",
 )

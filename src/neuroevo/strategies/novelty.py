@@ -36,6 +36,7 @@ import torch
 from pydantic import Field
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.shaping import centered_rank
 from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
@@ -130,6 +131,8 @@ def novelty_score(
 
 class Novelty(Strategy):
     """Wraps one base strategy (or a meta-population of them) and tells it novelty-based scores."""
+
+    needs = frozenset({Capability.DESCRIPTORS})
 
     name = "novelty"
 

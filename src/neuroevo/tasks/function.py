@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
@@ -30,6 +31,8 @@ class FunctionTask(Task):
     strategies, which all maximise, minimise the user's objective. Reported fitness is in
     the maximised direction.
     """
+
+    provides = frozenset({Capability.PARAMETERS})
 
     name = "function"
     Params = FunctionParams

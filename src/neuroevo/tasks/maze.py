@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
@@ -143,6 +144,10 @@ class MazeParams(TaskParams):
 
 class MazeTask(Task):
     """Batched maze navigation; fitness -distance to the goal at the end, descriptor final (x, y)."""
+
+    provides = frozenset(
+        {Capability.INPUTS, Capability.EPISODES, Capability.DESCRIPTORS, Capability.VALIDATION}
+    )
 
     name = "maze"
     Params = MazeParams

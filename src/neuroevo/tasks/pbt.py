@@ -102,7 +102,8 @@ class PBTSupervised(Task):
 
     name = "pbt_supervised"
     Params = PBTSupervisedParams
-    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.VALIDATION, Capability.INPUTS})
+    #: TRAINING, not INPUTS: only networks that are trained (``trainable_*``) pair with this task
+    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.VALIDATION, Capability.TRAINING})
 
     def __init__(
         self,

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task
@@ -76,6 +77,7 @@ class PBTSequential(Task):
     """Members trained one by one with a user's ``init``, ``step`` and ``evaluate`` (Python only)."""
 
     name = "pbt_sequential"
+    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.TRAINING})
 
     def __init__(
         self,

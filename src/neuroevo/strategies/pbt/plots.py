@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_pbt(strategy: Any, folder: Path) -> None:
+def plot_pbt(strategy: Any, events: list[dict[str, Any]], folder: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    events = strategy.events
     size = strategy.population_size
     generations = len(events) // size
-    lineage = strategy.lineage()
+    first = int(events[0]["generation"]) if events else 0
+    lineage = strategy.lineage(events)
 
     names = list(strategy.space.names)
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         if lineage:
-            xs = [e["step"] - strategy.p.ready_every for e in lineage] + [lineage[-1]["step"]]
+            xs = [e["step"] - strategy.params.ready_every for e in lineage] + [lineage[-1]["step"]]
             ys = [e["old"][name] for e in lineage]
             ax.step(xs, [*ys, ys[-1]], where="post")
             hp = strategy.space.params[names.index(name)]
@@ -70,7 +70,7 @@ def plot_pbt(strategy: Any, folder: Path) -> None:
             parent = events[(g - 1) * size + m]["parent"]
             copied = parent != m
             ax.plot(
-                [g - 1, g],
+                [first + g - 1, first + g],
                 [parent, m],
                 color="tab:red" if copied else "0.8",
                 linewidth=0.8 if copied else 0.5,

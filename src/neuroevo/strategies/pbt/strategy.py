@@ -16,29 +16,28 @@ hyperparameters. Synchronous (generational) mode: one generation is one ready in
    integer ones, see ``neuroevo.strategies.pbt.pb2``). The new values start from the parent's.
 
 Bounds are always respected (``bounds = "clip"`` or ``"reflect"``; see ``space``). Every draw
-comes from ``neuroevo.core.random`` keys (seed, generation, member, purpose), and the state
-(hyperparameters, pending copies, member steps and ages, last ready points, PB2 data, the ready
-events) is in ``state_dict``, so a resumed run is bit-identical.
-
-Each ready event (member, step, fitness, parent, old and new values) is kept in ``events``;
-``write_report(report/)`` writes them to ``pbt.jsonl`` in the run folder, the best member's
-schedule to ``best/schedule.json`` and the lineage plots to ``report/``.
+comes from ``neuroevo.core.random`` keys (seed, generation, member, purpose), and ``self.state``
+(hyperparameters, pending copies, member steps and ages, last ready points, PB2 data, the best
+member's index) is checkpointed, so a resumed run is bit-identical. The state stays bounded:
+the ready events of every member (step, fitness, parent, exploited, age, values) go to the
+metrics line as ``pbt/<member>/<field>`` (``log_members``), and ``write_report(report/)``
+turns them into ``pbt.jsonl``, the best member's ``best/schedule.json`` and the lineage plots.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from neuroevo.core import random as nrandom
-from neuroevo.core.contracts import PopulationKind
-from neuroevo.core.errors import ConfigError
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+from neuroevo.core.contracts import Capability, PopulationKind
+from neuroevo.strategies.base import Strategy, StrategyParams
 from neuroevo.strategies.pbt import exploit as exploit_rules
 from neuroevo.strategies.pbt import pb2
 from neuroevo.strategies.pbt.population import HyperparamPopulation
@@ -73,6 +72,10 @@ class PBTParams(StrategyParams):
     pb2_window: int = Field(8, ge=1, description="PB2: ready intervals of data the GP sees")
     pb2_kappa: float = Field(2.0, ge=0, description="PB2: UCB exploration weight (mu + kappa * sigma)")
     pb2_candidates: int = Field(256, ge=1, description="PB2: random candidates per exploited member")
+    log_members: bool = Field(
+        True,
+        description="every member's ready event in metrics.jsonl (pbt/<i>/...): pbt.jsonl, lineage plots",
+    )
 
     @field_validator("space")
     @classmethod
@@ -89,88 +92,91 @@ class PBTParams(StrategyParams):
         return value
 
 
+@dataclass
+class PBTState:
+    """Everything PBT changes while it runs (checkpointed; bounded in the run's length)."""
+
+    values: torch.Tensor  # [P, H] float64: hyperparameters of the next interval
+    parents: torch.Tensor  # [P] long: whose saved state each member copies first (-1: its own)
+    member_steps: torch.Tensor  # [P] long: training steps of the state each member starts from
+    ages: torch.Tensor  # [P] long: steps since the member last copied a state
+    start_fitness: torch.Tensor  # [P] float64: fitness of the state each member starts from
+    last_ready_step: torch.Tensor  # [P] long
+    last_ready_fitness: torch.Tensor  # [P] float64
+    pb2_t: torch.Tensor  # PB2 data (the last ``pb2_window`` intervals): step, unit x, fitness change
+    pb2_x: torch.Tensor
+    pb2_y: torch.Tensor
+    pb2_generation: torch.Tensor
+    best_member: torch.Tensor  # [2] long: (generation, member) of ``best``; -1 before the first
+
+
 class PBT(Strategy):
     """Synchronous PBT: truncation or tournament exploit, perturb or PB2 explore."""
 
     name = "pbt"
     Params = PBTParams
+    params: PBTParams
+    state: PBTState
     population_kind: ClassVar[PopulationKind] = PopulationKind.HYPERPARAMS
+    needs: ClassVar[frozenset[Capability]] = frozenset({Capability.TRAINING})
 
     def __init__(
         self,
-        space: SearchSpace | dict[str, Any],
-        population_size: int = 16,
+        population_size: int | None = None,
         *,
-        ready_every: int = 100,
-        exploit: str = "truncation",
-        truncation_fraction: float = 0.25,
-        explore: str = "perturb",
-        perturb_factors: tuple[float, ...] | list[float] = (0.8, 1.2),
-        resample_probability: float = 0.25,
-        bounds: Bounds = "clip",
-        pb2_window: int = 8,
-        pb2_kappa: float = 2.0,
-        pb2_candidates: int = 256,
+        params: BaseModel | dict[str, Any] | None = None,
         seed: int = 0,
-        on_nan: OnNan = "worst",
         device: Any = None,
+        **keys: Any,
     ):
-        params = _validated(
-            population_size=population_size,
-            ready_every=ready_every,
-            space=_space_dict(space),
-            exploit=exploit,
-            truncation_fraction=truncation_fraction,
-            explore=explore,
-            perturb_factors=list(perturb_factors),
-            resample_probability=resample_probability,
-            bounds=bounds,
-            pb2_window=pb2_window,
-            pb2_kappa=pb2_kappa,
-            pb2_candidates=pb2_candidates,
-            on_nan=on_nan,
-        )
-        self.space = space if isinstance(space, SearchSpace) else SearchSpace(params.space)
-        super().__init__(len(self.space), params.population_size, seed=seed, on_nan=on_nan)
-        self.p = params
-        size = self.population_size
+        """``keys`` are ``PBTParams`` fields (space, ready_every, exploit, ...), validated once."""
+        if isinstance(keys.get("space"), SearchSpace):
+            keys["space"] = {h.name: h.spec for h in keys["space"].params}
+        p = self.params = self.resolve_params(params, population_size, keys)
+        self.space = SearchSpace(p.space)
+        super().__init__(len(self.space), p.population_size, seed=seed, on_nan=p.on_nan)
+        size, d = self.population_size, len(self.space.bounded_columns)
         u = nrandom.uniform((size, len(self.space)), self.seed, 0, 0, "pbt_init")
-        self.values = self.space.sample(u.double())
-        self.parents = torch.full((size,), -1, dtype=torch.long)
-        self.member_steps = torch.zeros(size, dtype=torch.long)  # steps of the state each member starts from
-        self.ages = torch.zeros(size, dtype=torch.long)  # steps since the member last copied a state
-        self.start_fitness = torch.full((size,), float("nan"), dtype=torch.float64)
-        self.last_ready_step = torch.full((size,), -1, dtype=torch.long)
-        self.last_ready_fitness = torch.full((size,), float("nan"), dtype=torch.float64)
-        d = len(self.space.bounded_columns)
-        self.pb2_t = torch.zeros(0, dtype=torch.float64)
-        self.pb2_x = torch.zeros(0, d, dtype=torch.float64)
-        self.pb2_y = torch.zeros(0, dtype=torch.float64)
-        self.pb2_generation = torch.zeros(0, dtype=torch.long)
-        self.events: list[dict[str, Any]] = []
-        self.best_member: list[int] | None = None  # [generation, member] of ``best``
+        self.state = PBTState(
+            values=self.space.sample(u.double()),
+            parents=torch.full((size,), -1, dtype=torch.long),
+            member_steps=torch.zeros(size, dtype=torch.long),
+            ages=torch.zeros(size, dtype=torch.long),
+            start_fitness=torch.full((size,), float("nan"), dtype=torch.float64),
+            last_ready_step=torch.full((size,), -1, dtype=torch.long),
+            last_ready_fitness=torch.full((size,), float("nan"), dtype=torch.float64),
+            pb2_t=torch.zeros(0, dtype=torch.float64),
+            pb2_x=torch.zeros(0, d, dtype=torch.float64),
+            pb2_y=torch.zeros(0, dtype=torch.float64),
+            pb2_generation=torch.zeros(0, dtype=torch.long),
+            best_member=torch.full((2,), -1, dtype=torch.long),
+        )
+        self._failed = torch.zeros(size, dtype=torch.bool)
 
     @classmethod
     def from_params(cls, params: StrategyParams, *, phenotype: Any = None, seed: int = 0, **kw: Any) -> PBT:
-        data = params.model_dump()
-        space = SearchSpace(params.space)
-        data.pop("space")
-        kw.pop("device", None)
-        return cls(space, seed=seed, **data, **kw)
+        return cls(params=params, seed=seed, **kw)
 
     # -- ask/tell ---------------------------------------------------------------------------
     def _ask(self) -> HyperparamPopulation:
+        state = self.state
         return HyperparamPopulation(
-            self.space, self.values.clone(), self.parents.clone(), self.p.ready_every, self.generation
+            self.space, state.values.clone(), state.parents.clone(), self.params.ready_every, self.generation
         )
 
     def member(self, population: HyperparamPopulation, index: int) -> torch.Tensor:
         return population.member(index)
 
+    def check_fitness(self, fitness: torch.Tensor | list[float]) -> torch.Tensor:
+        """The base's NaN policy, remembering which members failed (they always copy next)."""
+        raw = torch.as_tensor(fitness).detach().to("cpu", torch.float64).reshape(-1)
+        self._failed = ~torch.isfinite(raw)
+        return super().check_fitness(fitness)
+
     def _tell(self, population: HyperparamPopulation, fitness: torch.Tensor) -> dict[str, float]:
-        g, size = self.generation, self.population_size
-        step_now = self.member_steps + self.p.ready_every
-        old = self.values
+        g, size, state, p = self.generation, self.population_size, self.state, self.params
+        step_now = state.member_steps + p.ready_every
+        old = state.values
         self._record_pb2(step_now, old, fitness)
         parents = self._exploit(fitness)
         exploited = parents >= 0
@@ -180,195 +186,190 @@ class PBT(Strategy):
             new[exploited] = self._explore(old[parents[exploited]], exploited, step_now)
         best_index = int(torch.argmax(fitness))
         if self.best is not None and self.best.generation == g:
-            self.best_member = [g, best_index]
-        for i in range(size):  # bookkeeping of the ready events (JSON lines), not training
-            self.events.append(
-                {
-                    "generation": g,
-                    "member": i,
-                    "step": int(step_now[i]),
-                    "fitness": float(fitness[i]),
-                    "parent": int(src[i]),
-                    "exploited": bool(exploited[i]),
-                    "age": int(self.ages[i] + self.p.ready_every),
-                    "old": self.space.row(old[i]),
-                    "new": self.space.row(new[i]),
-                }
-            )
-        self.last_ready_step = step_now.clone()
-        self.last_ready_fitness = fitness.clone()
-        self.ages = torch.where(exploited, 0, self.ages + self.p.ready_every)
-        self.member_steps = step_now[src]
-        self.start_fitness = fitness[src].clone()
-        self.values, self.parents = new, parents
+            state.best_member = torch.tensor([g, best_index], dtype=torch.long)
         stats: dict[str, float] = {"exploited": float(exploited.sum())}
         for i, hp in enumerate(self.space.params):
             if hp.bounded:
                 stats[f"hp_{hp.name}"] = float(old[best_index, i])
+        if p.log_members:
+            stats.update(
+                _member_lines(self.space, step_now, fitness, src, exploited, state.ages + p.ready_every, old)
+            )
+        state.last_ready_step = step_now.clone()
+        state.last_ready_fitness = fitness.clone()
+        state.ages = torch.where(exploited, 0, state.ages + p.ready_every)
+        state.member_steps = step_now[src]
+        state.start_fitness = fitness[src].clone()
+        state.values, state.parents = new, parents
         return stats
-
-    def check_fitness(self, fitness: torch.Tensor | list[float]) -> torch.Tensor:
-        """The base's NaN policy, remembering which members failed (they always copy next)."""
-        raw = torch.as_tensor(fitness).detach().to("cpu", torch.float64).reshape(-1)
-        self._failed = ~torch.isfinite(raw)
-        return super().check_fitness(fitness)
 
     def _exploit(self, fitness: torch.Tensor) -> torch.Tensor:
         u = nrandom.uniform(self.population_size, self.seed, self.generation, 0, "pbt_exploit").double()
-        failed = getattr(self, "_failed", None)
-        if failed is None or failed.numel() != fitness.numel():
-            failed = torch.zeros(fitness.numel(), dtype=torch.bool)
-        if self.p.exploit == "truncation":
-            return exploit_rules.truncation(fitness, self.p.truncation_fraction, u, failed)
-        if self.p.exploit == "tournament":
+        failed = self._failed if self._failed.numel() == fitness.numel() else torch.zeros_like(fitness).bool()
+        if self.params.exploit == "truncation":
+            return exploit_rules.truncation(fitness, self.params.truncation_fraction, u, failed)
+        if self.params.exploit == "tournament":
             return exploit_rules.tournament(fitness, u, failed)
         return exploit_rules.no_exploit(fitness)
 
     def _explore(self, start: torch.Tensor, exploited: torch.Tensor, step_now: torch.Tensor) -> torch.Tensor:
         """New values for the exploited members, starting from their parents' ``start[k, H]``."""
-        h = len(self.space)
+        p, state, h = self.params, self.state, len(self.space)
         draws = nrandom.uniform((self.population_size, 3, h), self.seed, self.generation, 0, "pbt_explore")
         draws = draws.double()[exploited]
-        factors = torch.tensor(self.p.perturb_factors, dtype=torch.float64)
+        factors = torch.tensor(p.perturb_factors, dtype=torch.float64)
         pick = (draws[:, 0] * len(factors)).long().clamp(0, len(factors) - 1)
-        resample = draws[:, 1] < self.p.resample_probability
-        out = self.space.perturb(start, factors[pick], resample, draws[:, 2], self.p.bounds)
+        resample = draws[:, 1] < p.resample_probability
+        out = self.space.perturb(start, factors[pick], resample, draws[:, 2], p.bounds)
         columns = self.space.bounded_columns
-        if self.p.explore == "pb2" and columns and self.pb2_y.numel() >= 2:
+        if p.explore == "pb2" and columns and state.pb2_y.numel() >= 2:
             k = start.shape[0]
             cand = nrandom.uniform(
-                (self.population_size, self.p.pb2_candidates, len(columns)),
+                (self.population_size, p.pb2_candidates, len(columns)),
                 self.seed,
                 self.generation,
                 0,
                 "pb2_candidates",
             ).double()[exploited]
             unit = pb2.select(
-                self.pb2_t,
-                self.pb2_x,
-                self.pb2_y,
-                float(step_now.max() + self.p.ready_every),
+                state.pb2_t,
+                state.pb2_x,
+                state.pb2_y,
+                float(step_now.max() + p.ready_every),
                 self.space.to_unit(start, columns),
                 cand.reshape(k, -1, len(columns)),
-                self.p.pb2_kappa,
+                p.pb2_kappa,
             )
             out[:, columns] = self.space.from_unit(unit, columns)
         return out
 
     def _record_pb2(self, step_now: torch.Tensor, values: torch.Tensor, fitness: torch.Tensor) -> None:
         """PB2's data: (step, unit hyperparameters, fitness change over the interval), last ``pb2_window``."""
-        if self.p.explore != "pb2" or not self.space.bounded_columns:
+        state = self.state
+        if self.params.explore != "pb2" or not self.space.bounded_columns:
             return
-        has_start = torch.isfinite(self.start_fitness)
+        has_start = torch.isfinite(state.start_fitness)
         if bool(has_start.any()):
             x = self.space.to_unit(values, self.space.bounded_columns)[has_start]
-            self.pb2_t = torch.cat([self.pb2_t, step_now[has_start].double()])
-            self.pb2_x = torch.cat([self.pb2_x, x])
-            self.pb2_y = torch.cat([self.pb2_y, (fitness - self.start_fitness)[has_start]])
+            state.pb2_t = torch.cat([state.pb2_t, step_now[has_start].double()])
+            state.pb2_x = torch.cat([state.pb2_x, x])
+            state.pb2_y = torch.cat([state.pb2_y, (fitness - state.start_fitness)[has_start]])
             gens = torch.full((int(has_start.sum()),), self.generation, dtype=torch.long)
-            self.pb2_generation = torch.cat([self.pb2_generation, gens])
-        keep = self.pb2_generation > self.generation - self.p.pb2_window
-        self.pb2_t, self.pb2_x = self.pb2_t[keep], self.pb2_x[keep]
-        self.pb2_y, self.pb2_generation = self.pb2_y[keep], self.pb2_generation[keep]
+            state.pb2_generation = torch.cat([state.pb2_generation, gens])
+        keep = state.pb2_generation > self.generation - self.params.pb2_window
+        state.pb2_t, state.pb2_x = state.pb2_t[keep], state.pb2_x[keep]
+        state.pb2_y, state.pb2_generation = state.pb2_y[keep], state.pb2_generation[keep]
 
-    # -- state -------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {
-            "values": self.values.clone(),
-            "parents": self.parents.clone(),
-            "member_steps": self.member_steps.clone(),
-            "ages": self.ages.clone(),
-            "start_fitness": self.start_fitness.clone(),
-            "last_ready_step": self.last_ready_step.clone(),
-            "last_ready_fitness": self.last_ready_fitness.clone(),
-            "pb2": {
-                "t": self.pb2_t.clone(),
-                "x": self.pb2_x.clone(),
-                "y": self.pb2_y.clone(),
-                "generation": self.pb2_generation.clone(),
-            },
-            "events": json.dumps(self.events),
-            "best_member": self.best_member,
-        }
+    # -- ready events, lineage and report -------------------------------------------------------
+    def events(self, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ready events (one per member and generation) from the run's metrics lines.
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.values = state["values"].clone().double()
-        self.parents = state["parents"].clone().long()
-        self.member_steps = state["member_steps"].clone().long()
-        self.ages = state["ages"].clone().long()
-        self.start_fitness = state["start_fitness"].clone().double()
-        self.last_ready_step = state["last_ready_step"].clone().long()
-        self.last_ready_fitness = state["last_ready_fitness"].clone().double()
-        pb = state["pb2"]
-        self.pb2_t, self.pb2_x = pb["t"].clone().double(), pb["x"].clone().double()
-        self.pb2_y, self.pb2_generation = pb["y"].clone().double(), pb["generation"].clone().long()
-        self.events = json.loads(state["events"])
-        self.best_member = None if state["best_member"] is None else list(state["best_member"])
+        Each: generation, member, step, fitness, parent (whose saved state the member copies
+        next; itself if none), exploited, age, and the ``old`` and ``new`` hyperparameters.
+        Needs ``log_members = true``. The last generation's ``new`` values are the current ones.
+        """
+        size, out = self.population_size, []
+        lines = [m for m in metrics if "pbt/0/parent" in m]
+        for row, line in enumerate(lines):
+            for i in range(size):
+                old = self.space.row(torch.tensor([line[f"pbt/{i}/{n}"] for n in self.space.names]))
+                if row + 1 < len(lines):
+                    nxt = lines[row + 1]
+                    new = self.space.row(torch.tensor([nxt[f"pbt/{i}/{n}"] for n in self.space.names]))
+                else:
+                    new = self.space.row(self.state.values[i])
+                out.append(
+                    {
+                        "generation": int(line["generation"]),
+                        "member": i,
+                        "step": int(line[f"pbt/{i}/step"]),
+                        "fitness": float(line[f"pbt/{i}/fitness"]),
+                        "parent": int(line[f"pbt/{i}/parent"]),
+                        "exploited": bool(line[f"pbt/{i}/exploited"]),
+                        "age": int(line[f"pbt/{i}/age"]),
+                        "old": old,
+                        "new": new,
+                    }
+                )
+        return out
 
-    # -- lineage and report -------------------------------------------------------------------
-    def lineage(self, generation: int | None = None, member: int | None = None) -> list[dict[str, Any]]:
+    def lineage(self, events: list[dict[str, Any]], generation: int | None = None, member: int | None = None):
         """The ready events of one member's ancestry, oldest first (default: the best member's).
 
         Entry ``g`` is the member whose weights were trained in interval ``g`` on the way to the
         given one, with the hyperparameters it used (``old``).
         """
         if generation is None or member is None:
-            if self.best_member is None:
-                return []
-            generation, member = self.best_member
-        size = self.population_size
-        chain = []
-        current = member
-        for g in range(generation, -1, -1):
-            event = self.events[g * size + current]
-            chain.append(event)
-            if g > 0:  # who did `current` copy at the start of interval g?
-                current = self.events[(g - 1) * size + current]["parent"]
+            generation, member = (int(v) for v in self.state.best_member)
+        if generation < 0 or not events:
+            return []
+        size, first = self.population_size, int(events[0]["generation"])
+        chain, current = [], member
+        for g in range(generation, first - 1, -1):
+            chain.append(events[(g - first) * size + current])
+            if g > first:  # who did `current` copy at the start of interval g?
+                current = events[(g - 1 - first) * size + current]["parent"]
         return chain[::-1]
 
-    def best_schedule(self) -> list[dict[str, Any]]:
+    def schedule(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The best member's hyperparameter schedule: one entry per ready interval."""
         out = []
-        for e in self.lineage():
-            start = e["step"] - self.p.ready_every
+        for e in self.lineage(events):
+            start = e["step"] - self.params.ready_every
             out.append({"from_step": start, "to_step": e["step"], "member": e["member"], **e["old"]})
         return out
 
     def write_report(self, folder: Path) -> None:
-        """``pbt.jsonl`` (one line per ready event), ``best/schedule.json`` and the lineage plots."""
+        """``pbt.jsonl``, ``best/schedule.json`` and the lineage plots, from the run's metrics lines."""
         from neuroevo.strategies.pbt.plots import plot_pbt
 
         folder = Path(folder)
         run = folder.parent
-        _write_text(run / "pbt.jsonl", "".join(json.dumps(e) + "\n" for e in self.events))
-        if self.best_member is not None:
+        if not (run / "metrics.jsonl").is_file():
+            return
+        metrics = []
+        for raw in (run / "metrics.jsonl").read_text().splitlines():
+            try:
+                metrics.append(json.loads(raw))
+            except json.JSONDecodeError:
+                break
+        events = self.events(metrics)
+        if not events:
+            return
+        _write_text(run / "pbt.jsonl", "".join(json.dumps(e) + "\n" for e in events))
+        generation, member = (int(v) for v in self.state.best_member)
+        if generation >= 0:
             schedule = {
-                "generation": self.best_member[0],
-                "member": self.best_member[1],
-                "ready_every": self.p.ready_every,
-                "schedule": self.best_schedule(),
+                "generation": generation,
+                "member": member,
+                "ready_every": self.params.ready_every,
+                "schedule": self.schedule(events),
             }
             (run / "best").mkdir(parents=True, exist_ok=True)
             _write_text(run / "best" / "schedule.json", json.dumps(schedule, indent=1))
-        if self.events:
-            plot_pbt(self, folder)
+        plot_pbt(self, events, folder)
 
 
-def _validated(**values: Any) -> PBTParams:
-    """``PBTParams`` from Python arguments; a bad one is a one-line ConfigError naming the key."""
-    try:
-        return PBTParams(**values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(p) for p in error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"strategy.{key} = {error.get('input')!r}: {message}") from None
-
-
-def _space_dict(space: SearchSpace | dict[str, Any]) -> dict[str, HyperparamSpec]:
-    if isinstance(space, SearchSpace):
-        return {p.name: p.spec for p in space.params}
-    return {p.name: p.spec for p in SearchSpace(space).params}
+def _member_lines(
+    space: SearchSpace,
+    step: torch.Tensor,
+    fitness: torch.Tensor,
+    parent: torch.Tensor,
+    exploited: torch.Tensor,
+    age: torch.Tensor,
+    values: torch.Tensor,
+) -> dict[str, float]:
+    """The ready event of every member as metrics fields ``pbt/<member>/<field>`` (floats)."""
+    out: dict[str, float] = {}
+    for i in range(step.numel()):  # a metrics line, not training
+        out[f"pbt/{i}/step"] = float(step[i])
+        out[f"pbt/{i}/fitness"] = float(fitness[i])
+        out[f"pbt/{i}/parent"] = float(parent[i])
+        out[f"pbt/{i}/exploited"] = float(exploited[i])
+        out[f"pbt/{i}/age"] = float(age[i])
+        for j, name in enumerate(space.names):
+            out[f"pbt/{i}/{name}"] = float(values[i, j])
+    return out
 
 
 def _write_text(path: Path, text: str) -> None:
