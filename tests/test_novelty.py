@@ -15,7 +15,13 @@ from neuroevo.nn import PopulationMLP, VectorPhenotype
 from neuroevo.strategies import GA, STRATEGIES, Novelty, OpenES, reconstruct
 from neuroevo.strategies.novelty import knn_novelty, novelty_score, pareto_fronts
 from neuroevo.tasks import TASKS
-from neuroevo.tasks.maze import HARD_MAZE, MazeTask, plot_maze_positions, segment_distance
+from neuroevo.tasks.maze import (
+    HARD_MAZE,
+    MazeTask,
+    plot_maze_positions,
+    read_maze_positions,
+    segment_distance,
+)
 
 
 def brute_novelty(desc: torch.Tensor, archive: torch.Tensor, k: int) -> torch.Tensor:
@@ -414,10 +420,51 @@ def test_plot_maze_positions_writes_png(tmp_path):
     assert as_list.stat().st_size > 1000
     files = task.write_report(tmp_path / "report")
     assert [f.name for f in files] == ["maze_positions.png"] and files[0].exists()
+    # records go to report/maze_positions.jsonl; a fresh task (a resumed run) draws them from there
+    recorded = {g: p.clone() for g, p in task.history.items()}
+    assert task.write_records(tmp_path / "rec").name == "maze_positions.jsonl" and not task.history
     restored = MazeTask(steps=10)
-    restored.load_state_dict(copy.deepcopy(task.state_dict()))
-    assert sorted(restored.history) == [0, 1, 2]
-    assert torch.equal(restored.history[2], task.history[2])
+    assert restored.write_report(tmp_path / "rec")[0].exists()
+    back = read_maze_positions(tmp_path / "rec" / "maze_positions.jsonl")
+    assert sorted(back) == [0, 1, 2]
+    assert torch.allclose(back[2], recorded[2], atol=1e-3)
+
+
+def test_maze_checkpoint_state_does_not_grow_with_generations(tmp_path):
+    task = MazeTask(steps=5)
+    net = PopulationMLP([task.in_features, 4, task.out_features], output_activation="tanh")
+    pop = torch.randn(6, net.num_params, generator=torch.Generator().manual_seed(0))
+    sizes = []
+    for g in range(30):
+        task.evaluate(net, pop, generation=g)
+        if g % 10 == 9:
+            sizes.append(len(json.dumps(task.state_dict())))
+            task.write_records(tmp_path)  # what the runtime does at every checkpoint
+            assert len(task.history) == 0
+    assert sizes == [sizes[0]] * 3
+    assert sorted(read_maze_positions(tmp_path / "maze_positions.jsonl")) == list(range(30))
+
+
+def test_maze_run_records_positions_in_the_report_and_resumes(tmp_path):
+    from neuroevo.runtime.evolve import evolve
+    from neuroevo.runtime.rundir import RunDir
+
+    def run(generations: int, resume: bool):
+        task = MazeTask(steps=20)
+        net = PopulationMLP([task.in_features, 4, task.out_features], output_activation="tanh")
+        cls = STRATEGIES.get("ns_ga")
+        strategy = cls.from_params(cls.Params(population_size=12, truncation=4), phenotype=net, seed=1)
+        evolve(
+            strategy, net, task, generations=generations, run_dir=tmp_path, checkpoint_every=2, resume=resume
+        )
+
+    run(5, resume=False)
+    _, state = RunDir(tmp_path).latest_checkpoint()
+    assert state["task"] == {}  # positions are not in the checkpoint
+    run(9, resume=True)
+    history = read_maze_positions(tmp_path / "report" / "maze_positions.jsonl")
+    assert sorted(history) == list(range(9)) and history[8].shape == (12, 2)
+    assert (tmp_path / "report" / "maze_positions.png").stat().st_size > 1000
 
 
 # -- the deceptive result (slow) --------------------------------------------------------------------

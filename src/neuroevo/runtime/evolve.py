@@ -103,6 +103,9 @@ def evolve(
     def checkpoint() -> None:
         if run is None:
             return
+        records = getattr(task, "write_records", None)
+        if callable(records):  # per-generation records (maze positions) go to report/, not the checkpoint
+            records(run.report)
         state = {
             "strategy": strategy.state_dict(),
             "task": task.state_dict(),

@@ -1,21 +1,43 @@
-"""FunctionTask: a user's Python function as fitness, with the direction stated explicitly."""
+"""FunctionTask: a user's Python function as fitness, with the direction stated explicitly.
+
+From a config::
+
+    [task]
+    name = "function"
+    function = "examples/rosenbrock.py:rosenbrock"   # or an importable "package.module:attr"
+    maximize = false                                 # required: nothing guesses the direction
+    dimension = 10                                   # the vector length for network.type = "vector"
+
+The function is called once per generation on the whole population, ``fn(x[P, D]) -> [P]``
+(``per_member = true`` calls ``fn(row[D]) -> float`` once per member instead, a Python loop
+for functions that cannot be batched). The task feeds no inputs to a network, so it declares
+no capabilities: it fits ``network.type = "vector"`` (the member is the searched vector), or
+a function that runs the parameters through a network itself (``examples/custom_fitness.py``).
+A path to a ``.py`` file is resolved against the current directory.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
-from neuroevo.core.errors import ConfigError
+from neuroevo.core.contracts import Capability
+from neuroevo.core.errors import ConfigError, FitnessEvaluationError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 
 
 class FunctionParams(TaskParams):
-    function: str = Field(..., description="import path 'package.module:function'")
+    function: str = Field(
+        ..., description="'package.module:function' or 'path/to/file.py:function'; fn(x[P, D]) -> [P]"
+    )
     maximize: bool = Field(..., description="true if larger values are better; required, never guessed")
     per_member: bool = Field(False, description="call the function once per member instead of on [P, D]")
     dimension: int = Field(
@@ -28,49 +50,92 @@ class FunctionTask(Task):
 
     ``maximize`` must be given: with ``maximize=False`` the values are negated so that the
     strategies, which all maximise, minimise the user's objective. Reported fitness is in
-    the maximised direction.
+    the maximised direction. ``FunctionTask(fn, maximize=True)`` takes the callable itself;
+    a string is an import path (see the module doc).
     """
 
     name = "function"
     Params = FunctionParams
+    provides: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(
         self,
-        fn: Callable[[Any], Any] | str,
+        function: Callable[[Any], Any] | str | None = None,
         *,
-        maximize: bool,
-        per_member: bool = False,
-        dimension: int = 0,
+        params: FunctionParams | None = None,
         seed: int = 0,
-        device="cpu",
+        device: torch.device | str = "cpu",
+        **keys: Any,
     ):
-        if not isinstance(maximize, bool):
-            raise ConfigError(f"maximize = {maximize!r}; allowed: true or false (required)")
-        self.fn = load_callable(fn) if isinstance(fn, str) else fn
-        self.maximize, self.per_member = maximize, per_member
+        if callable(function):
+            # a Python callable: the key records where it came from
+            keys["function"] = (
+                f"{getattr(function, '__module__', '?')}:{getattr(function, '__qualname__', '?')}"
+            )
+        elif function is not None:
+            keys["function"] = function
+        self.params = p = self.params_from(params, **keys)
+        self.fn = function if callable(function) else load_callable(p.function)
+        self.maximize, self.per_member, self.dimension = p.maximize, p.per_member, p.dimension
         self.in_features = self.out_features = 0
-        self.dimension = dimension
 
     def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
+        size = len(population)
         if self.per_member:
             values = torch.tensor([float(self.fn(row)) for row in population], dtype=torch.float64)
         else:
-            values = torch.as_tensor(self.fn(population)).reshape(-1)
+            values = torch.as_tensor(self.fn(population))
+        if values.shape != (size,):
+            raise FitnessEvaluationError(
+                f"generation {generation}: task.function = {self.params.function!r} returned shape "
+                f"{list(values.shape)}; allowed: one value per member, [{size}]",
+                generation,
+            )
         if not self.maximize:
             values = -values
         return Fitness(values=values, steps=int(values.numel()))
 
 
 def load_callable(path: str) -> Callable[..., Any]:
-    """Import ``'package.module:attribute'``; a one-line ConfigError when it cannot."""
-    module_name, _, attr = path.partition(":")
+    """Import ``'package.module:attribute'`` or ``'path/to/file.py:attribute'``; one-line ConfigError."""
+    module_name, _, attr = path.rpartition(":")
     if not module_name or not attr:
-        raise ConfigError(f"task.function = {path!r}; allowed: an import path like 'mypkg.fitness:score'")
+        raise ConfigError(
+            f"task.function = {path!r}; allowed: 'mypkg.fitness:score' or 'path/to/file.py:score'"
+        )
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"task.function = {path!r}: cannot import {module_name!r} ({exc})") from None
+        if module_name.endswith(".py"):
+            module = _load_file(Path(module_name))
+        else:
+            module = importlib.import_module(module_name)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a user's module may raise anything while it is imported
+        raise ConfigError(
+            f"task.function = {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from None
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"task.function = {path!r}: {module_name} has no callable {attr!r}")
     return fn
+
+
+def _load_file(file: Path) -> Any:
+    """Import a ``.py`` file by path (once per process: a second load returns the same module)."""
+    resolved = file.expanduser().resolve()
+    if not resolved.is_file():
+        raise ConfigError(f"task.function: file {str(file)!r} does not exist (relative to {Path.cwd()})")
+    name = f"neuroevo_user_{resolved.stem}_{abs(hash(str(resolved))):x}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"task.function: cannot load {str(file)!r} as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
