@@ -339,6 +339,17 @@ def test_novelty_config_errors_are_one_line_naming_the_key():
     assert all(info.description for name, info in keys.items() if name in Novelty.Params.model_fields)
 
 
+def test_novelty_declares_the_base_population_kind_and_needs_descriptors():
+    from neuroevo.config import validate_config
+
+    for name, params in (("novelty", {"base": "cmaes"}), ("ns_es", {})):
+        cls = STRATEGIES.get(name)
+        config = novelty_config(name=name, **params)
+        assert cls.contract(config.strategy) == ("flat", frozenset({Capability.DESCRIPTORS}))
+    with pytest.raises(ConfigError, match="descriptors"):  # xor gives no behaviour descriptors
+        validate_config({"task": {"name": "xor"}, "strategy": {"name": "novelty", "base": "cmaes"}})
+
+
 def test_archive_stays_bounded_in_checkpoints():
     ns = Novelty(vector_ga(), archive_prob=1.0, archive_size=15)
     sizes = []

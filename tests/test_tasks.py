@@ -131,7 +131,7 @@ def test_tasks_declare_what_they_provide():
         )
     assert ControlTask.provides == GymTask.provides == {inputs, episodes, validation}
     assert MazeTask.provides == {inputs, episodes, descriptors}
-    assert FunctionTask.provides == frozenset()
+    assert FunctionTask.provides == {Capability.PARAMETERS}
     # what each declares is true of an instance
     assert (
         MazeTask(steps=5).in_features > 0 and FunctionTask(lambda p: p.sum(1), maximize=True).in_features == 0

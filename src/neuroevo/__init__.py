@@ -5,7 +5,6 @@ The layers (imports flow top to bottom only): ``cli``/``config`` -> ``runtime`` 
 """
 
 from neuroevo.core.errors import ConfigError, FitnessEvaluationError, NeuroevoError
-from neuroevo.core.types import Best, Fitness
 
 __version__ = "0.1.0"
 
@@ -13,6 +12,10 @@ __all__ = ["Best", "ConfigError", "Fitness", "FitnessEvaluationError", "Neuroevo
 
 
 def __getattr__(name: str):  # lazy top-level conveniences, so `import neuroevo` stays light
+    if name in {"Best", "Fitness"}:
+        import neuroevo.core.types as _types
+
+        return getattr(_types, name)
     if name in {"evolve", "EvolutionResult"}:
         from neuroevo.runtime import evolve as _evolve_module
 

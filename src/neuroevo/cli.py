@@ -1,15 +1,15 @@
-"""The ``neuroevo`` command: run, resume, list, best.
+"""The ``neuroevo`` command: run, resume, list, best, play.
 
-Bad input (config, arguments, run folders) prints one line ``error: ...`` and exits 2
-before anything is written. A fitness function that raises prints one line naming the
-generation and exits 1; the run's last checkpoint is intact and ``neuroevo resume``
-continues from it.
+Exit codes: 0 done; 1 a failed run (a fitness function that raised: one line naming the
+generation, and the checkpoint ``neuroevo resume`` continues from, when one exists); 2 bad
+input (config, arguments, run folders: one line ``error: ...`` before anything is
+written); 130 interrupted (Ctrl-C writes a checkpoint first and says how to resume).
+``--help`` and ``--version`` do not import torch.
 """
 
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,8 +22,30 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Evolve populations of neural networks without backpropagation.",
 )
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped a run after its checkpoint was written (exit code 130)."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        from neuroevo import __version__
+
+        _echo(f"neuroevo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Evolve populations of neural networks without backpropagation."""
 
 
 def _echo(message: str) -> None:
@@ -56,6 +78,11 @@ def _start(config: Any, built: Any, run_path: Path, *, resume: bool, quiet: bool
         f"{result.evaluations} evaluations; best fitness {best}  {extra}".rstrip()
     )
     _echo(f"run folder: {run.path}  (metrics.jsonl, checkpoints/, best/, report/)")
+    if result.stop_reason == "interrupted":
+        raise Interrupted(
+            f"interrupted at generation {result.generations}; checkpoint written. "
+            f"Continue with `neuroevo resume {run.path}`"
+        )
 
 
 @app.command()
@@ -71,69 +98,122 @@ def run(
     from neuroevo.config import build, load_config
     from neuroevo.runtime import RunDir
 
-    if generations is not None and generations < 1:
-        raise ConfigError(f"--generations = {generations}; allowed: >= 1")
-    if seed is not None and seed < 0:
-        raise ConfigError(f"--seed = {seed}; allowed: >= 0")
+    _check_positive("--generations", generations, 1)
+    _check_positive("--seed", seed, 0)
     cfg = load_config(config, {"run": {"seed": seed, "generations": generations}})
-    run_path = out or Path("runs") / cfg.run.name
+    run = RunDir(out or Path("runs") / cfg.run.name)
+    run.check_can_create(overwrite=overwrite)
     built = build(cfg)  # everything is checked before the run folder is touched
-    RunDir(run_path).create(cfg.to_toml(), overwrite=overwrite)
-    _start(cfg, built, run_path, resume=False, quiet=quiet)
+    run.create(cfg.to_toml(), overwrite=overwrite)
+    _start(cfg, built, run.path, resume=False, quiet=quiet)
+
+
+def _check_positive(option: str, value: float | None, least: float, strict: bool = False) -> None:
+    if value is None:
+        return
+    if value != value or value < least or (strict and value == least):  # NaN compares unequal to itself
+        raise ConfigError(f"{option} = {value}; allowed: {'>' if strict else '>='} {least}")
 
 
 @app.command()
 def resume(
     run_dir: Annotated[Path, typer.Argument(help="a run folder made by `neuroevo run`")],
     generations: Annotated[int | None, typer.Option(help="extend the run to this many generations")] = None,
+    target_fitness: Annotated[
+        float | None, typer.Option(help="stop once the best fitness reaches it")
+    ] = None,
+    time_budget: Annotated[float | None, typer.Option(help="total seconds, counting the time before")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
-    """Continue a run from its newest complete checkpoint (bit-identical to an uninterrupted run)."""
-    from neuroevo.config import build, validate_config
+    """Continue a run from its newest complete checkpoint (bit-identical to an uninterrupted run).
+
+    A resume may change only the stop conditions, checkpointing and where it runs (see
+    README, "Resume"); any other edit to RUN/config.toml is refused and nothing changes.
+    """
+    from neuroevo.config import apply_overrides, build, check_resume, read_toml, validate_config
     from neuroevo.runtime import RunDir
 
+    _check_positive("--generations", generations, 1)
+    _check_positive("--time-budget", time_budget, 0, strict=True)
+    if target_fitness is not None and target_fitness != target_fitness:
+        raise ConfigError("--target-fitness = nan; allowed: a number")
     run = RunDir(run_dir)
     run.require_run()
-    data = tomllib.loads(run.config.read_text())
-    if generations is not None:
-        if generations < 1:
-            raise ConfigError(f"--generations = {generations}; allowed: >= 1")
-        data["run"]["generations"] = generations
-    cfg = validate_config(data)
-    built = build(cfg)
-    if generations is not None:
-        from neuroevo.runtime.storage import atomic_write_text
-
-        atomic_write_text(run.config, cfg.to_toml())
-    _start(cfg, built, run.path, resume=True, quiet=quiet)
+    overrides = {
+        "run": {"generations": generations, "target_fitness": target_fitness, "time_budget_s": time_budget}
+    }
+    edited = validate_config(apply_overrides(read_toml(run.config), overrides))
+    reference = validate_config(read_toml(run.reference_config)) if run.reference_config.is_file() else None
+    if reference is not None:
+        check_resume(reference, edited)
+    finished = run.finished(edited.run.generations, edited.run.target_fitness, edited.run.time_budget_s)
+    if finished:
+        _echo(f"{run.path}: {finished}; nothing to do (extend it with --generations or --time-budget)")
+        return
+    built = build(edited)
+    if reference is None or edited.to_toml() != reference.to_toml():
+        run.write_config(edited.to_toml())
+    _start(edited, built, run.path, resume=True, quiet=quiet)
 
 
 @app.command(name="list")
-def list_builtins() -> None:
-    """What is built in: strategies, tasks, network types, activations, initialisers."""
+def list_builtins(
+    name: Annotated[str | None, typer.Argument(help="a registered name: show its config keys")] = None,
+) -> None:
+    """What is built in (and what plugins add); with NAME, that entry's keys: type, default, bounds."""
+    if name is not None:
+        _list_keys(name)
+        return
     from neuroevo.nn import ACTIVATIONS, INITIALIZERS, NETWORKS
     from neuroevo.strategies import STRATEGIES
     from neuroevo.tasks import TASKS
 
-    def first_line(obj: Any) -> str:
-        doc = (obj.__doc__ or "").strip().splitlines()
-        return doc[0] if doc else ""
-
     for title, registry in (("strategies", STRATEGIES), ("tasks", TASKS)):
         _echo(f"{title}:")
-        for name, cls in registry.items():
-            aliases = registry.aliases_of(name)
+        for failure in registry.load_plugins():
+            _echo(f"  error: {failure}")
+        for entry, cls in registry.items():
+            aliases = registry.aliases_of(entry)
             alias = f" (also {', '.join(aliases)})" if aliases else ""
-            _echo(f"  {name:<18}{first_line(cls)}{alias}")
+            _echo(f"  {entry:<18}{_first_line(cls)}{alias}")
     _echo("network types:")
-    for name in NETWORKS.names():
-        _echo(f"  {name}")
+    for failure in NETWORKS.load_plugins():
+        _echo(f"  error: {failure}")
+    for entry, network in NETWORKS.items():
+        kinds = ", ".join(sorted(network.runs))
+        _echo(f"  {entry:<18}{network.description} [runs: {kinds}]")
     for title, registry in (("activations", ACTIVATIONS), ("initialisers", INITIALIZERS)):
         _echo(f"{title}:")
-        for name, fn in registry.items():
-            aliases = registry.aliases_of(name)
+        for failure in registry.load_plugins():
+            _echo(f"  error: {failure}")
+        for entry, fn in registry.items():
+            aliases = registry.aliases_of(entry)
             alias = f"  (also {', '.join(aliases)})" if aliases else ""
-            _echo(f"  {name:<16}{first_line(fn)}{alias}")
+            _echo(f"  {entry:<16}{_first_line(fn)}{alias}")
+    _echo("`neuroevo list NAME` shows the config keys of one entry.")
+
+
+def _first_line(obj: Any) -> str:
+    doc = (obj.__doc__ or "").strip().splitlines()
+    return doc[0] if doc else ""
+
+
+def _list_keys(name: str) -> None:
+    """The config reference of one registered entry, from its pydantic Params model."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from neuroevo.config import describe_params, registered_entry
+
+    kind, canonical, item, params = registered_entry(name)
+    summary = item.description if kind == "network type" else _first_line(item)
+    _echo(f"{kind} {canonical!r}: {summary}")
+    if params is None:
+        return
+    table = Table("key", "type", "default", "bounds", "description", box=None, pad_edge=False)
+    for row in describe_params(params):
+        table.add_row(row.key, row.type, row.default, row.bounds, row.description)
+    Console(width=160).print(table)
 
 
 @app.command()
@@ -183,15 +263,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except FitnessEvaluationError as exc:
-        print(
-            f"error: {exc} (the last checkpoint is intact: `neuroevo resume RUN_DIR` continues)",
-            file=sys.stderr,
+        where = (
+            f" (the checkpoint of generation {exc.last_checkpoint} is intact: `neuroevo resume` continues)"
+            if exc.last_checkpoint is not None
+            else " (no checkpoint was written yet)"
         )
+        print(f"error: {exc}{where}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as exc:
         # typer's own (vendored click) errors: usage errors carry exit_code 2 and a message
         kind = type(exc).__name__
-        if kind == "NoArgsIsHelpError":
+        if kind == "NoArgsIsHelpError":  # bare `neuroevo` (or a group without its command): the help
+            _echo(exc.ctx.get_help() if getattr(exc, "ctx", None) is not None else exc.format_message())
             return 0
         if kind == "Abort":
             print("error: aborted", file=sys.stderr)

@@ -18,12 +18,14 @@ import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from neuroevo.core import memory
+from neuroevo.core.contracts import CAPABILITY_WORDS, POPULATION_KIND_WORDS, Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn import NETWORKS
@@ -151,13 +153,13 @@ def _pick(registry: Registry, section: str, key: str, data: dict[str, Any], defa
 
 
 def validate_config(data: dict[str, Any]) -> Config:
-    """Check a config dict section by section; raises a one-line ConfigError."""
+    """Check a config dict section by section, then every pairing; raises a one-line ConfigError."""
     sections = _validate(_Sections, data, "")
     task_data, net_data, strat_data = dict(sections.task), dict(sections.network), dict(sections.strategy)
     task_name, task_cls = _pick(TASKS, "task", "name", task_data)
     net_type, net_entry = _pick(NETWORKS, "network", "type", net_data, "mlp")
     strat_name, strat_cls = _pick(STRATEGIES, "strategy", "name", strat_data)
-    return Config(
+    config = Config(
         run=sections.run,
         task_name=task_name,
         task=_validate(task_cls.Params, task_data, "task"),
@@ -166,23 +168,175 @@ def validate_config(data: dict[str, Any]) -> Config:
         strategy_name=strat_name,
         strategy=_validate(strat_cls.Params, strat_data, "strategy"),
     )
+    check_pairing(config)
+    return config
 
 
-def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read and validate a TOML file; ``overrides`` are ``{"run": {"seed": 3}}``-style patches."""
+def check_pairing(config: Config) -> None:
+    """Refuse a strategy, network and task that cannot work together, naming both sides and the partners.
+
+    The capabilities are declared (``neuroevo.core.contracts``): the strategy's population kind
+    must be one the network type runs, the task must provide what the strategy and the network
+    need. Nothing is built for this check.
+    """
+    strat_cls = STRATEGIES.get(config.strategy_name)
+    kind, strategy_needs = strat_cls.contract(config.strategy)
+    entry = NETWORKS.get(config.network_type)
+    task_cls = TASKS.get(config.task_name)
+    strategy = f"strategy {config.strategy_name!r}"
+    if kind not in entry.runs:
+        allowed = [name for name, e in NETWORKS.items() if kind in e.runs]
+        raise ConfigError(
+            f"network.type = {config.network_type!r}: {strategy} needs {POPULATION_KIND_WORDS[kind]}; "
+            f"allowed: {', '.join(allowed)}"
+        )
+    for owner, needs in ((strategy, strategy_needs), (f"network.type {config.network_type!r}", entry.needs)):
+        missing = sorted(set(needs) - set(task_cls.provides))
+        if missing:
+            allowed = [name for name, cls in TASKS.items() if set(needs) <= set(cls.provides)]
+            raise ConfigError(
+                f"task.name = {config.task_name!r}: {owner} needs "
+                f"{' and '.join(CAPABILITY_WORDS[Capability(m)] for m in missing)}, which this task does not "
+                f"provide; allowed: {', '.join(allowed) or 'none registered'}"
+            )
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a dict; one-line ConfigErrors for a missing file, a folder, binary or bad TOML."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; allowed: a TOML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not a text file (not UTF-8); allowed: a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Patch ``{"run": {"seed": 3}}``-style values (``None`` means not given) into ``data``."""
     for section, values in (overrides or {}).items():
         data.setdefault(section, {})
         if not isinstance(data[section], dict):
             raise ConfigError(f"{section} = {data[section]!r}: must be a table")
         data[section].update({k: v for k, v in values.items() if v is not None})
-    return validate_config(data)
+    return data
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read and validate a TOML file; ``overrides`` are ``{"run": {"seed": 3}}``-style patches."""
+    return validate_config(apply_overrides(read_toml(path), overrides))
+
+
+#: the keys a resume may change: when and how to stop, checkpointing, and where and how it runs.
+#: Every other key shapes the search itself; changing it would make the continuation a different
+#: run than its checkpoints, so a resume refuses it.
+RESUMABLE_KEYS = (
+    "run.generations",
+    "run.target_fitness",
+    "run.time_budget_s",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.validate_every",
+    "run.device",
+    "run.threads",
+    "run.keep_freed_memory",
+    "run.progress",
+)
+
+
+def resume_changes(reference: Config, edited: Config) -> list[tuple[str, Any, Any]]:
+    """Keys whose value differs between the run's own config and an edited one: (key, old, new)."""
+    old, new = _flatten(reference.to_dict()), _flatten(edited.to_dict())
+    return [(key, old.get(key), new.get(key)) for key in sorted({*old, *new}) if old.get(key) != new.get(key)]
+
+
+def check_resume(reference: Config, edited: Config) -> None:
+    """Refuse an edited config whose changes a resume cannot honour (one line; nothing is written)."""
+    for key, old, new in resume_changes(reference, edited):
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(
+                f"{key} changed from {old!r} to {new!r} in config.toml; a resume may change only "
+                f"{', '.join(RESUMABLE_KEYS)} (restore it, or start a new run)"
+            )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and prefix == "":
+            out.update(_flatten(value, f"{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@dataclass
+class KeyDoc:
+    """One config key as ``neuroevo list NAME`` and the docs show it."""
+
+    key: str
+    type: str
+    default: str
+    bounds: str
+    description: str
+
+
+_BOUND_WORDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("min_length", "len >="))
+
+
+def describe_params(model: type[BaseModel]) -> list[KeyDoc]:
+    """Every key of a ``Params`` model with its type, default, bounds and description (from the model)."""
+    rows = []
+    for key, info in model.model_fields.items():
+        bounds = [
+            f"{word} {getattr(meta, attr)}"
+            for meta in info.metadata
+            for attr, word in _BOUND_WORDS
+            if getattr(meta, attr, None) is not None
+        ]
+        if info.is_required():
+            default = "(required)"
+        elif info.default_factory is not None:
+            default = repr(info.default_factory())
+        else:
+            default = repr(info.default)
+        rows.append(
+            KeyDoc(key, _type_name(info.annotation), default, ", ".join(bounds), info.description or "")
+        )
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    """``float``, ``'adam' | 'sgd'`` for a Literal, ``int | None`` for a union."""
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(v) for v in get_args(annotation))
+    if get_origin(annotation) in (Union, UnionType):
+        return " | ".join(_type_name(a) for a in get_args(annotation))
+    if get_origin(annotation) is not None:
+        return str(annotation).replace("typing.", "")
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def registered_entry(name: str) -> tuple[str, str, Any, type[BaseModel] | None]:
+    """(kind, canonical name, object, Params model) of ``name`` in any registry (``neuroevo list NAME``)."""
+    from neuroevo.nn import ACTIVATIONS, INITIALIZERS
+
+    for kind, registry, has_keys in (
+        ("strategy", STRATEGIES, True),
+        ("task", TASKS, True),
+        ("network type", NETWORKS, True),
+        ("activation", ACTIVATIONS, False),
+        ("initialiser", INITIALIZERS, False),
+    ):
+        if name in registry:
+            item = registry.get(name)
+            return kind, registry.canonical(name), item, item.Params if has_keys else None
+    everything = sorted({*STRATEGIES, *TASKS, *NETWORKS, *ACTIVATIONS, *INITIALIZERS})
+    raise ConfigError(f"neuroevo list {name!r}: not a registered name; allowed: {', '.join(everything)}")
 
 
 @contextmanager

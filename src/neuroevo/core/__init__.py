@@ -1,22 +1,31 @@
-"""Lowest layer: counter-based randomness, fitness shaping, errors and small shared types."""
+"""Lowest layer: counter-based randomness, fitness shaping, errors and small shared types.
 
-from neuroevo.core.errors import ConfigError, FitnessEvaluationError, NeuroevoError
-from neuroevo.core.random import derive_key, member_generator, population_normal
-from neuroevo.core.registry import Registry
-from neuroevo.core.shaping import centered_rank, shape_fitness, z_score
-from neuroevo.core.types import Best, Fitness
+Names are imported on first use, so ``neuroevo.core.errors`` (which the CLI needs for
+``--help``) does not import torch.
+"""
 
-__all__ = [
-    "Best",
-    "ConfigError",
-    "Fitness",
-    "FitnessEvaluationError",
-    "NeuroevoError",
-    "Registry",
-    "centered_rank",
-    "derive_key",
-    "member_generator",
-    "population_normal",
-    "shape_fitness",
-    "z_score",
-]
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "ConfigError": "errors",
+    "FitnessEvaluationError": "errors",
+    "NeuroevoError": "errors",
+    "derive_key": "random",
+    "member_generator": "random",
+    "population_normal": "random",
+    "Registry": "registry",
+    "centered_rank": "shaping",
+    "shape_fitness": "shaping",
+    "z_score": "shaping",
+    "Best": "types",
+    "Fitness": "types",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'neuroevo.core' has no attribute {name!r}")
+    return getattr(import_module(f"neuroevo.core.{_WHERE[name]}"), name)

@@ -44,6 +44,7 @@ class Capability(StrEnum):
     EPISODES = "episodes"  # rollouts in an environment (recurrent state, steps, observation statistics)
     VALIDATION = "validation"  # held-out data: Task.validate scores the best member on it
     INPUTS = "inputs"  # the task feeds the network inputs (in_features > 0), so a network can be sized
+    PARAMETERS = "parameters"  # the task scores each member's parameter vector itself (no network)
 
 
 CAPABILITY_WORDS: dict[Capability, str] = {
@@ -51,6 +52,7 @@ CAPABILITY_WORDS: dict[Capability, str] = {
     Capability.EPISODES: "episodes",
     Capability.VALIDATION: "a validation split",
     Capability.INPUTS: "network inputs",
+    Capability.PARAMETERS: "a score of the parameter vector itself",
 }
 
 
@@ -89,6 +91,17 @@ class WritesReport(Protocol):
 
 
 @runtime_checkable
+class WritesRecords(Protocol):
+    """A task that keeps per-generation records (the maze's final positions) out of its state.
+
+    At every checkpoint the runtime calls ``write_records(report_folder)``, which appends what
+    was recorded since the last call to files there, so checkpoints stay bounded.
+    """
+
+    def write_records(self, folder: Path) -> Path | None: ...
+
+
+@runtime_checkable
 class Recurrent(Protocol):
     """A phenotype with state across the steps of a rollout (stateful NEAT).
 
@@ -124,5 +137,6 @@ __all__ = [
     "PopulationKind",
     "Recurrent",
     "Reevaluating",
+    "WritesRecords",
     "WritesReport",
 ]

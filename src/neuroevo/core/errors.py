@@ -15,3 +15,5 @@ class FitnessEvaluationError(NeuroevoError, RuntimeError):
     def __init__(self, message: str, generation: int | None = None):
         super().__init__(message)
         self.generation = generation
+        #: the generation of the run's newest checkpoint when the error stopped it (None: none exists)
+        self.last_checkpoint: int | None = None

@@ -16,7 +16,16 @@ from neuroevo.core.registry import Registry
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
-ACTIVATIONS: Registry[Activation] = Registry("activation")
+
+def _plugin_activation(name: str, obj: object) -> Activation:
+    if not callable(obj):
+        raise TypeError(f"expected a function tensor -> tensor, got {obj!r}")
+    return obj
+
+
+#: name -> elementwise function; plugins: entry-point group ``neuroevo.activations``
+#: (the function's docstring is its description)
+ACTIVATIONS: Registry[Activation] = Registry("activation", "neuroevo.activations", _plugin_activation)
 
 
 def register_activation(name: str, fn: Activation, *, aliases: tuple[str, ...] = (), overwrite: bool = False):

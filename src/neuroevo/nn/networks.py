@@ -12,13 +12,13 @@ a phenotype's ``spec()["type"]`` names the entry that rebuilds it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from neuroevo.core.contracts import PopulationKind
+from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn.activations import ACTIVATIONS
@@ -40,9 +40,17 @@ class NetworkEntry:
     from_spec: Callable[[dict[str, Any]], Any] | None = None
     runs: frozenset[PopulationKind] = frozenset({PopulationKind.FLAT})
     description: str = ""
+    needs: frozenset[Capability] = frozenset({Capability.INPUTS})
 
 
-NETWORKS: Registry[NetworkEntry] = Registry("network type")
+def _plugin_network(name: str, obj: object) -> NetworkEntry:
+    if not isinstance(obj, NetworkEntry):
+        raise TypeError(f"expected a neuroevo.nn.NetworkEntry, got {obj!r}")
+    return replace(obj, name=name)
+
+
+#: config name -> network entry; plugins: entry-point group ``neuroevo.networks``
+NETWORKS: Registry[NetworkEntry] = Registry("network type", "neuroevo.networks", _plugin_network)
 
 
 def register_network(
@@ -53,15 +61,19 @@ def register_network(
     from_spec: Callable[[dict[str, Any]], Any] | None = None,
     runs: Iterable[PopulationKind] = (PopulationKind.FLAT,),
     description: str = "",
+    needs: Iterable[Capability] = (Capability.INPUTS,),
     overwrite: bool = False,
 ) -> NetworkEntry:
     """Make a network type available in configs as ``[network] type = name``.
 
-    ``runs`` lists the population kinds it can run; ``from_spec`` rebuilds a saved one
-    (``None``: its members can be loaded as weights only).
+    ``runs`` lists the population kinds it can run; ``needs`` what the task must provide
+    (network inputs, by default); ``from_spec`` rebuilds a saved one (``None``: its members
+    can be loaded as weights only).
     """
     kinds = frozenset(PopulationKind(k) for k in runs)
-    entry = NetworkEntry(name, params, build, from_spec, kinds, description)
+    entry = NetworkEntry(
+        name, params, build, from_spec, kinds, description, frozenset(map(Capability, needs))
+    )
     return NETWORKS.register(name, entry, overwrite=overwrite)
 
 
@@ -206,4 +218,5 @@ register_network(
     build_vector,
     from_spec=VectorPhenotype.from_spec,
     description="no network: black-box optimisation of a parameter vector",
+    needs=(Capability.PARAMETERS,),
 )

@@ -6,7 +6,11 @@ nan_count, the strategy's stats (sigma, lr, ...), the task's metrics, validation
 of the best member, and wall-clock fields (seconds, elapsed, evals_per_s, steps_per_s).
 Checkpoints are written every ``checkpoint_every`` generations and at exit; ``resume``
 continues from the newest complete one and reproduces the uninterrupted run exactly
-(all fields but the wall-clock ones).
+(all fields but the wall-clock ones), ``best/`` included.
+
+The loop itself is a page; each concern has its own small piece: ``_Ledger`` (the
+counters a checkpoint carries), ``_StopRule``, ``_evaluate``/``_reevaluate``,
+``_Recorder`` (metrics, ``best/``, checkpoints, report) and ``_Progress``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from neuroevo.core.contracts import HasGenome, Reevaluating, WritesRecords, WritesReport
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
 from neuroevo.runtime.executor import Executor, LocalExecutor
@@ -30,7 +35,10 @@ Callback = Callable[[dict[str, Any], Any], Any]
 
 @dataclass
 class EvolutionResult:
-    """What ``evolve`` returns: the best member, how far it got, why it stopped, the metrics."""
+    """What ``evolve`` returns: the best member, how far it got, why it stopped, the metrics.
+
+    ``validation`` is the best member's validation, as written to ``best/network.json``.
+    """
 
     best: Best | None
     generations: int
@@ -39,14 +47,58 @@ class EvolutionResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     run_dir: Path | None = None
     validation: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    elapsed: float = 0.0
 
 
-def _finite_stats(values: torch.Tensor) -> tuple[float, float, float]:
-    v = values.detach().to("cpu", torch.float64)
-    v = v[torch.isfinite(v)]
-    if v.numel() == 0:
-        return math.nan, math.nan, math.nan
-    return float(v.max()), float(v.mean()), float(v.std(unbiased=False))
+@dataclass
+class _Ledger:
+    """The runtime's own state, carried by every checkpoint so a resume continues exactly."""
+
+    evaluations: int = 0
+    steps: int = 0
+    elapsed: float = 0.0
+    validation: dict[str, float] = field(default_factory=dict)  # of the current best, for metrics
+    best_key: list[float] | None = None  # (fitness, generation) of the best member validated and written
+    best_validation: dict[str, float] = field(default_factory=dict)  # that member's validation
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _Ledger:
+        ledger = cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
+        ledger.evaluations, ledger.steps = int(ledger.evaluations), int(ledger.steps)
+        ledger.elapsed = float(ledger.elapsed)
+        return ledger
+
+
+@dataclass
+class _StopRule:
+    """When to stop: a total generation count, a target fitness, a time budget, or a callback."""
+
+    generations: int | None
+    target_fitness: float | None
+    time_budget: float | None
+    callbacks: Sequence[Callback] = ()
+
+    def __post_init__(self) -> None:
+        if self.generations is None and self.target_fitness is None and self.time_budget is None:
+            raise ValueError("evolve() needs a stop condition: generations, target_fitness or time_budget")
+
+    def before(self, generation: int, elapsed: float) -> str:
+        """The reason to stop before running ``generation`` ('' to go on)."""
+        if self.generations is not None and generation >= self.generations:
+            return "generations"
+        if self.time_budget is not None and elapsed >= self.time_budget:
+            return "time_budget"
+        return ""
+
+    def after(self, line: dict[str, Any], strategy: Any) -> str:
+        """The reason to stop after a generation whose metrics are ``line`` ('' to go on)."""
+        if any(cb(line, strategy) for cb in self.callbacks):
+            return "callback"
+        best = strategy.best
+        if self.target_fitness is not None and best is not None and best.fitness >= self.target_fitness:
+            return "target_fitness"
+        return ""
 
 
 def evolve(
@@ -64,146 +116,140 @@ def evolve(
     keep_checkpoints: int = 3,
     validate_every: int = 1,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
 ) -> EvolutionResult:
     """Evolve until ``generations`` (total, counted from 0), ``target_fitness`` or ``time_budget`` s.
 
     ``callbacks`` are called as ``cb(metrics_line, strategy)`` after each generation; a
     truthy return stops the run. With ``run_dir`` the run is logged and checkpointed there;
-    with ``resume=True`` it continues from the newest checkpoint in ``run_dir``.
-    A fitness evaluation that raises stops the run with ``FitnessEvaluationError`` naming
-    the generation; checkpoints already written stay intact.
+    ``resume=True`` continues from the newest checkpoint in ``run_dir``, ``overwrite=True``
+    starts over in a folder that already holds a run. A new best member is validated when
+    it is written to ``best/``; otherwise the best is validated every ``validate_every``
+    generations. A fitness evaluation that raises stops the run with
+    ``FitnessEvaluationError`` naming the generation (and the last checkpoint, if any).
     """
-    if generations is None and target_fitness is None and time_budget is None:
-        raise ValueError("evolve() needs a stop condition: generations, target_fitness or time_budget")
+    stop = _StopRule(generations, target_fitness, time_budget, callbacks)
     executor = executor or LocalExecutor()
     run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir(run_dir)
-    evaluations = steps = 0
-    elapsed_before = 0.0
-    metrics: list[dict[str, Any]] = []
-    validation: dict[str, float] = {}
-    if run is not None and not resume:
-        run.prepare()
-    if resume:
-        if run is None:
-            raise ValueError("resume=True needs run_dir")
-        found = run.latest_checkpoint()
-        if found is not None:
-            _, state = found
-            strategy.load_state_dict(state["strategy"])
-            task.load_state_dict(state.get("task", {}))
-            rt = state["runtime"]
-            evaluations, steps = int(rt["evaluations"]), int(rt["steps"])
-            elapsed_before = float(rt["elapsed"])
-            validation = dict(rt.get("validation", {}))
-            metrics = run.truncate_metrics(strategy.generation)
-        else:
-            run.truncate_metrics(0)
-
-    def checkpoint() -> None:
-        if run is None:
-            return
-        records = getattr(task, "write_records", None)
-        if callable(records):  # per-generation records (maze positions) go to report/, not the checkpoint
-            records(run.report)
-        state = {
-            "strategy": strategy.state_dict(),
-            "task": task.state_dict(),
-            "runtime": {
-                "evaluations": evaluations,
-                "steps": steps,
-                "elapsed": elapsed_before + (time.perf_counter() - start),
-                "validation": validation,
-            },
-        }
-        run.write_checkpoint(strategy.generation, state, keep=keep_checkpoints)
-
+    recorder = _Recorder(run, keep_checkpoints)
+    ledger, metrics = recorder.start(strategy, task, resume=resume, overwrite=overwrite)
+    clock = _Clock(ledger.elapsed)
     bar = _Progress(generations, strategy.generation) if progress else None
-    start = time.perf_counter()
     stop_reason = ""
-    last_checkpointed = strategy.generation if resume else -1
-    best_written: tuple[float, int] | None = None
     try:
-        while True:
-            generation = strategy.generation
-            if generations is not None and generation >= generations:
-                stop_reason = "generations"
-                break
-            if time_budget is not None and elapsed_before + time.perf_counter() - start >= time_budget:
-                stop_reason = "time_budget"
-                break
-            t0 = time.perf_counter()
-            population = strategy.ask()
-            fitness = _evaluate(executor, task, phenotype, population, generation)
-            stats = dict(strategy.tell(fitness) or {})
-            reeval_stats, reeval_count = _reevaluate(strategy, executor, task, phenotype, generation)
-            stats.update(reeval_stats)
-            n_members = int(fitness.values.numel())
-            evaluations += n_members + reeval_count
-            steps += int(fitness.steps)
-            gen_best, gen_mean, gen_std = _finite_stats(fitness.values)
-            best = strategy.best
-            if best is not None and validate_every and (generation % validate_every == 0):
-                validation = task.validate(phenotype, best.params)
-            seconds = time.perf_counter() - t0
-            line: dict[str, Any] = {
-                "generation": generation,
-                "best": gen_best,
-                "mean": gen_mean,
-                "std": gen_std,
-                "best_ever": None if best is None else best.fitness,
-                "evaluations": evaluations,
-                "steps": steps,
-                "nan_count": strategy.last_nan_count,
-                **{k: float(v) for k, v in (stats or {}).items()},
-                **{k: float(v) for k, v in fitness.metrics.items()},
-                **{k: float(v) for k, v in validation.items()},
-                "seconds": seconds,
-                "elapsed": elapsed_before + time.perf_counter() - start,
-                "evals_per_s": n_members / seconds if seconds > 0 else 0.0,
-                "steps_per_s": fitness.steps / seconds if seconds > 0 else 0.0,
-            }
+        while not (stop_reason := stop.before(strategy.generation, clock.elapsed())):
+            line = _generation(strategy, phenotype, task, executor, ledger, clock, validate_every)
             metrics.append(line)
-            if run is not None:
-                run.append_metrics(line)
-                if best is not None and best_written != (best.fitness, best.generation):
-                    genome = getattr(strategy, "best_genome", None)
-                    run.write_best(phenotype, best, {"validation": validation}, genome=genome)
-                    best_written = (best.fitness, best.generation)
+            recorder.record(line, strategy, phenotype, ledger)
             if bar is not None:
                 bar.update(line)
             if checkpoint_every and strategy.generation % checkpoint_every == 0:
-                checkpoint()
-                last_checkpointed = strategy.generation
-            if any(cb(line, strategy) for cb in callbacks):
-                stop_reason = "callback"
-                break
-            if target_fitness is not None and best is not None and best.fitness >= target_fitness:
-                stop_reason = "target_fitness"
+                recorder.checkpoint(strategy, task, ledger, clock)
+            if stop_reason := stop.after(line, strategy):
                 break
     except KeyboardInterrupt:
         stop_reason = "interrupted"
+    except FitnessEvaluationError as exc:
+        exc.last_checkpoint = recorder.last_checkpoint
+        raise
     finally:
         if bar is not None:
-            bar.close()
-    if last_checkpointed != strategy.generation:
-        checkpoint()
-    if run is not None:
-        _write_report(run, metrics, strategy, task)
+            bar.close(stop_reason)
+    recorder.finish(strategy, task, ledger, clock, metrics)
     return EvolutionResult(
         best=strategy.best,
         generations=strategy.generation,
-        evaluations=evaluations,
+        evaluations=ledger.evaluations,
         stop_reason=stop_reason,
         metrics=metrics,
         run_dir=None if run is None else run.path,
-        validation=validation,
+        validation=dict(ledger.best_validation),
+        steps=ledger.steps,
+        elapsed=clock.elapsed(),
     )
+
+
+class _Clock:
+    """Elapsed run time, counting the time before a resume."""
+
+    def __init__(self, before: float):
+        self.before = before
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.before + time.perf_counter() - self.start
+
+
+def _generation(
+    strategy: Any,
+    phenotype: Any,
+    task: Any,
+    executor: Executor,
+    ledger: _Ledger,
+    clock: _Clock,
+    validate_every: int,
+) -> dict[str, Any]:
+    """One generation: ask, evaluate, tell, re-evaluate, validate; returns its metrics line."""
+    t0 = time.perf_counter()
+    generation = strategy.generation
+    population = strategy.ask()
+    fitness = _evaluate(executor, task, phenotype, population, generation)
+    stats = dict(strategy.tell(fitness) or {})
+    reeval_stats, reeval_count = _reevaluate(strategy, executor, task, phenotype, generation)
+    stats.update(reeval_stats)
+    n_members = int(fitness.values.numel())
+    ledger.evaluations += n_members + reeval_count
+    ledger.steps += int(fitness.steps)
+    _validate_best(strategy.best, phenotype, task, ledger, generation, validate_every)
+    gen_best, gen_mean, gen_std = _finite_stats(fitness.values)
+    seconds = time.perf_counter() - t0
+    best = strategy.best
+    return {
+        "generation": generation,
+        "best": gen_best,
+        "mean": gen_mean,
+        "std": gen_std,
+        "best_ever": None if best is None else best.fitness,
+        "evaluations": ledger.evaluations,
+        "steps": ledger.steps,
+        "nan_count": strategy.last_nan_count,
+        **{k: float(v) for k, v in stats.items()},
+        **{k: float(v) for k, v in fitness.metrics.items()},
+        **{k: float(v) for k, v in ledger.validation.items()},
+        "seconds": seconds,
+        "elapsed": clock.elapsed(),
+        "evals_per_s": n_members / seconds if seconds > 0 else 0.0,
+        "steps_per_s": fitness.steps / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _validate_best(
+    best: Best | None, phenotype: Any, task: Any, ledger: _Ledger, generation: int, validate_every: int
+) -> None:
+    """Validate a new best member at once; otherwise the best every ``validate_every`` generations."""
+    if best is None:
+        return
+    key = [best.fitness, best.generation]
+    if key != ledger.best_key:
+        ledger.validation = task.validate(phenotype, best.params)
+        ledger.best_validation = dict(ledger.validation)
+        ledger.best_key = key
+    elif validate_every and generation % validate_every == 0:
+        ledger.validation = task.validate(phenotype, best.params)
+
+
+def _finite_stats(values: torch.Tensor) -> tuple[float, float, float]:
+    v = values.detach().to("cpu", torch.float64)
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return math.nan, math.nan, math.nan
+    return float(v.max()), float(v.mean()), float(v.std(unbiased=False))
 
 
 def _evaluate(
     executor: Executor, task: Any, phenotype: Any, population: Any, generation: int, stream: int = 0
-):
+) -> Fitness:
     try:
         fitness = executor.evaluate(task, phenotype, population, generation, stream=stream)
     except FitnessEvaluationError:
@@ -220,12 +266,13 @@ def _evaluate(
 def _reevaluate(
     strategy: Any, executor: Executor, task: Any, phenotype: Any, generation: int
 ) -> tuple[dict[str, float], int]:
-    """Deep GA's elite re-evaluation: extra evaluation streams for the strategy's candidates.
+    """Deep GA's elite re-evaluation (the ``Reevaluating`` hook): extra streams for the candidates.
 
     Returns the strategy's stats and the number of extra member evaluations.
     """
-    request = getattr(strategy, "reevaluation_request", None)
-    wanted = request() if callable(request) else None
+    if not isinstance(strategy, Reevaluating):
+        return {}, 0
+    wanted = strategy.reevaluation_request()
     if wanted is None:
         return {}, 0
     candidates, streams = wanted
@@ -239,39 +286,108 @@ def _reevaluate(
     return dict(strategy.tell_reevaluation(total / int(streams)) or {}), count
 
 
-def _write_report(run: RunDir, metrics: list[dict[str, Any]], strategy: Any, task: Any) -> None:
-    """Fitness curves, plus any report the strategy or task writes (``write_report(folder)``)."""
-    all_metrics = run.read_metrics() or metrics
-    if all_metrics:
-        from neuroevo.runtime.plots import plot_fitness
+class _Recorder:
+    """Everything a run writes to its folder: metrics lines, ``best/``, checkpoints, the report."""
 
-        plot_fitness(all_metrics, run.report / "fitness.png")
-    for obj in (strategy, task):
-        writer = getattr(obj, "write_report", None)
-        if callable(writer):
-            writer(run.report)
+    def __init__(self, run: RunDir | None, keep_checkpoints: int):
+        self.run = run
+        self.keep = keep_checkpoints
+        self.last_checkpoint: int | None = None
+        self.written_key: list[float] | None = None
+
+    def start(self, strategy: Any, task: Any, *, resume: bool, overwrite: bool) -> tuple[_Ledger, list]:
+        """Prepare the folder, or load the newest checkpoint when resuming; returns the ledger and metrics."""
+        run = self.run
+        if not resume:
+            if run is not None:
+                run.prepare(overwrite=overwrite)
+            return _Ledger(), []
+        if run is None:
+            raise ValueError("resume=True needs run_dir")
+        run.clean_temporary_files()
+        found = run.latest_checkpoint()
+        if found is None:
+            run.truncate_metrics(0)
+            return _Ledger(), []
+        self.last_checkpoint, state = found
+        strategy.load_state_dict(state["strategy"])
+        task.load_state_dict(state.get("task", {}))
+        ledger = _Ledger.from_state(state["runtime"])
+        self.written_key = ledger.best_key
+        return ledger, run.truncate_metrics(strategy.generation)
+
+    def record(self, line: dict[str, Any], strategy: Any, phenotype: Any, ledger: _Ledger) -> None:
+        """Append the metrics line; write ``best/`` when the best member changed."""
+        if self.run is None:
+            return
+        self.run.append_metrics(line)
+        best = strategy.best
+        if best is not None and ledger.best_key is not None and ledger.best_key != self.written_key:
+            genome = strategy.best_genome if isinstance(strategy, HasGenome) else None
+            self.run.write_best(phenotype, best, {"validation": ledger.best_validation}, genome=genome)
+            self.written_key = list(ledger.best_key)
+
+    def checkpoint(self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock) -> None:
+        if self.run is None:
+            return
+        if isinstance(task, WritesRecords):  # per-generation records go to report/, not the checkpoint
+            task.write_records(self.run.report)
+        ledger.elapsed = clock.elapsed()
+        state = {"strategy": strategy.state_dict(), "task": task.state_dict(), "runtime": asdict(ledger)}
+        self.run.write_checkpoint(strategy.generation, state, keep=self.keep)
+        self.last_checkpoint = strategy.generation
+
+    def finish(self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock, metrics: list) -> None:
+        """The final checkpoint (unless the last generation has one) and the report."""
+        if self.run is None:
+            return
+        if self.last_checkpoint != strategy.generation:
+            self.checkpoint(strategy, task, ledger, clock)
+        all_metrics = self.run.read_metrics() or metrics
+        if all_metrics:
+            from neuroevo.runtime.plots import plot_fitness
+
+            plot_fitness(all_metrics, self.run.report / "fitness.png")
+        for obj in (strategy, task):
+            if isinstance(obj, WritesReport):
+                obj.write_report(self.run.report)
 
 
 class _Progress:
-    """A rich progress bar: generation, best, mean, evals/s and ETA."""
+    """A rich progress bar: generation, best, mean, evals/s, elapsed time and ETA."""
 
     def __init__(self, total: int | None, start: int):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(
             TextColumn("gen"),
             MofNCompleteColumn(),
             BarColumn(),
             TextColumn("best {task.fields[best]}  mean {task.fields[mean]}  {task.fields[rate]} evals/s"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[why]}"),
             transient=False,
         )
         self._task = self._progress.add_task(
-            "evolve", total=total, completed=start, best="-", mean="-", rate="-"
+            "evolve", total=total, completed=start, best="-", mean="-", rate="-", why=""
         )
-        self._progress.start()
+        self._started = False
+        self._start = start
+        self._total = total
 
     def update(self, line: dict[str, Any]) -> None:
+        if not self._started:  # a resumed run that has nothing left to do never shows an empty bar
+            self._progress.start()
+            self._started = True
         self._progress.update(
             self._task,
             completed=line["generation"] + 1,
@@ -280,5 +396,10 @@ class _Progress:
             rate=f"{line['evals_per_s']:.0f}",
         )
 
-    def close(self) -> None:
+    def close(self, reason: str = "") -> None:
+        if not self._started:
+            return
+        task = self._progress.tasks[0]
+        if reason and reason != "generations":  # an early stop: the bar ends where the run did
+            self._progress.update(self._task, total=task.completed, why=f"stopped: {reason}")
         self._progress.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.config = self.path / "config.toml"
+        #: the config the checkpoints were made with (a user may edit config.toml before a resume)
+        self.reference_config = self.path / "checkpoints" / "config.toml"
         self.metrics = self.path / "metrics.jsonl"
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
@@ -33,6 +37,15 @@ class RunDir:
     # -- creation and checks ------------------------------------------------------------------
     def create(self, config_text: str, *, overwrite: bool = False) -> None:
         """Make the folders and write the resolved config; refuses to reuse a run unless ``overwrite``."""
+        self.check_can_create(overwrite=overwrite)
+        if overwrite and self.is_run():
+            self.clear()
+        self._make_folders()
+        self.write_config(config_text)
+        self.metrics.touch()
+
+    def check_can_create(self, *, overwrite: bool = False) -> None:
+        """One-line ConfigErrors, before any work, for a folder that holds a run or cannot be written."""
         if self.is_run() and not overwrite:
             raise ConfigError(
                 f"--out {self.path}: a run already exists there; allowed: a new folder, "
@@ -40,28 +53,82 @@ class RunDir:
             )
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError(f"--out {self.path}: exists and is not a folder")
-        if overwrite and self.is_run():
-            for child in (self.metrics,):
-                child.unlink(missing_ok=True)
-            for folder in (self.checkpoints, self.best):
-                if folder.exists():
-                    for item in folder.iterdir():
-                        if item.is_file():
-                            item.unlink()
-        for folder in (self.path, self.checkpoints, self.best, self.report):
-            folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.config, config_text)
-        self.metrics.touch()
+        existing = self.path
+        while not existing.exists():
+            existing = existing.parent
+        try:  # a real probe: permission bits say nothing for root or for a read-only mount
+            fd, probe = tempfile.mkstemp(prefix=".neuroevo-probe-", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise ConfigError(f"--out {self.path}: cannot write in {existing} ({exc.strerror})") from None
 
-    def prepare(self) -> None:
-        """Folders for a run started from Python (no config.toml); refuses to overwrite checkpoints."""
+    def write_config(self, config_text: str) -> None:
+        """The resolved config, as ``config.toml`` and as the reference a resume compares edits with."""
+        atomic_write_text(self.config, config_text)
+        atomic_write_text(self.reference_config, config_text)
+
+    def finished(self, generations: int | None, target: float | None, budget: float | None) -> str:
+        """Why the newest checkpoint already meets a stop condition ('' when it does not)."""
+        found = self.latest_checkpoint()
+        if found is None:
+            return ""
+        generation, state = found
+        best = state["strategy"].get("best")
+        if generations is not None and generation >= generations:
+            return f"already at generation {generation} of {generations} (run.generations)"
+        if target is not None and best is not None and float(best["fitness"]) >= target:
+            return (
+                f"best fitness {float(best['fitness']):.6g} already reached {target:g} (run.target_fitness)"
+            )
+        if budget is not None and float(state["runtime"]["elapsed"]) >= budget:
+            return f"already ran {float(state['runtime']['elapsed']):.1f} s of {budget:g} (run.time_budget_s)"
+        return ""
+
+    def prepare(self, *, overwrite: bool = False) -> None:
+        """Folders for a run started from Python; refuses a folder with checkpoints unless ``overwrite``.
+
+        ``create`` (the CLI) has written ``config.toml`` just before; a Python run keeps one
+        that is there only when it starts a fresh folder.
+        """
         if self.checkpoint_generations():
-            raise ConfigError(f"{self.path} already holds checkpoints; allowed: resume=True or a new folder")
-        for folder in (self.path, self.checkpoints, self.best, self.report):
-            folder.mkdir(parents=True, exist_ok=True)
+            if not overwrite:
+                raise ConfigError(
+                    f"{self.path} already holds checkpoints; allowed: resume=True, overwrite=True "
+                    "or a new folder"
+                )
+            self.clear(keep_config=True)
+        self._make_folders()
         if self.metrics.exists() and self.metrics.stat().st_size:
             self.truncate_metrics(0)
         self.metrics.touch()
+
+    def clear(self, *, keep_config: bool = False) -> None:
+        """Remove what a previous run wrote here (metrics, checkpoints, best/, report/), so a new run
+        starts from an empty folder; other files of the user's are left alone."""
+        self.metrics.unlink(missing_ok=True)
+        if not keep_config:
+            self.config.unlink(missing_ok=True)
+        for folder in (self.checkpoints, self.best, self.report):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+
+    def _make_folders(self) -> None:
+        for folder in (self.path, self.checkpoints, self.best, self.report):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def clean_temporary_files(self) -> list[Path]:
+        """Delete temporary files a kill left behind in ``best/`` and ``checkpoints/``; returns them."""
+        stale = [
+            item
+            for folder in (self.best, self.checkpoints, self.path)
+            if folder.is_dir()
+            for item in folder.glob(".*.tmp")
+            if item.is_file()
+        ]
+        for item in stale:
+            item.unlink(missing_ok=True)
+        return stale
 
     def is_run(self) -> bool:
         return self.config.is_file() and self.checkpoints.is_dir()

@@ -19,7 +19,15 @@ from neuroevo.strategies.pgpe import PGPE
 from neuroevo.strategies.sep_cmaes import SepCMAES
 from neuroevo.strategies.snes import SNES
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+def _plugin_strategy(name: str, obj: object) -> type[Strategy]:
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise TypeError(f"expected a Strategy subclass, got {obj!r}")
+    return obj
+
+
+#: config name -> strategy class; plugins: entry-point group ``neuroevo.strategies``
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "neuroevo.strategies", _plugin_strategy)
 
 
 def register_strategy(cls: type[Strategy], *, aliases: tuple[str, ...] = ()) -> type[Strategy]:

@@ -66,6 +66,15 @@ class Strategy(ABC):
         """
         return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
 
+    @classmethod
+    def contract(cls, params: StrategyParams) -> tuple[PopulationKind, frozenset[Capability]]:
+        """The population kind this strategy hands out and what it needs from a task, for ``params``.
+
+        Read by config validation before anything is built; a wrapper whose kind depends on
+        its base strategy (novelty search) overrides this.
+        """
+        return cls.population_kind, cls.needs
+
     # -- the contract ---------------------------------------------------------------------
     def ask(self) -> Any:
         """The population to evaluate this generation (asking twice returns the same one)."""

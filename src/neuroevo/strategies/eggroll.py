@@ -35,6 +35,7 @@ import torch
 from pydantic import Field
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.lowrank import LowRankPopulation, Slot, slot_ranks, vector_index
 from neuroevo.strategies.openes import OpenES, OpenESParams
@@ -48,6 +49,8 @@ class EggrollParams(OpenESParams):
 
 class EGGROLL(OpenES):
     """Low-rank antithetic ES over the weight matrices named by ``slots``; OpenES everywhere else."""
+
+    population_kind = PopulationKind.LOWRANK
 
     name = "eggroll"
     Params = EggrollParams

@@ -57,6 +57,7 @@ from pydantic import Field, field_validator, model_validator
 
 from neuroevo.core import memory
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.activations import ACTIVATIONS
 from neuroevo.nn.init import INITIALIZERS, get_initializer
@@ -569,6 +570,8 @@ def compatibility_distance(
 
 class NEAT(Strategy):
     """NEAT over a population of padded-tensor genomes; ``ask()`` returns a ``NEATPopulation``."""
+
+    population_kind = PopulationKind.NEAT
 
     name = "neat"
     Params = NEATParams

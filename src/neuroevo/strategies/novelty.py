@@ -201,7 +201,7 @@ def _one_line(exc: ValidationError) -> str:
 
 
 class NoveltyParams(StrategyParams):
-    """Keys of ``name = "novelty"``; any other key belongs to ``base`` and is validated by its ``Params``."""
+    """Keys of ``name = "novelty"``; other keys belong to ``base`` (``neuroevo list <base>``)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -363,6 +363,12 @@ class Novelty(Strategy):
         if problem:
             raise ConfigError(f"strategy.base = {name!r}: {problem}")
         return registry.get(name)
+
+    @classmethod
+    def contract(cls, params: StrategyParams) -> tuple[PopulationKind, frozenset[Capability]]:
+        """The base's population kind, and what the base needs plus behaviour descriptors."""
+        base_cls = cls.base_class(getattr(params, "base", ""))
+        return base_cls.population_kind, base_cls.needs | cls.needs
 
     @classmethod
     def params_for(cls, base: str) -> type[BaseModel]:
@@ -579,6 +585,12 @@ class PresetNovelty(Novelty):
     """Base class of the preset variants made by ``novelty_preset``."""
 
     preset: ClassVar[NoveltyPreset]
+
+    @classmethod
+    def contract(cls, params: StrategyParams) -> tuple[PopulationKind, frozenset[Capability]]:
+        """Flat populations of the preset's base (GA, Deep GA, OpenAI-ES); needs behaviour descriptors."""
+        base_cls = cls.base_class(cls.preset.base)
+        return base_cls.population_kind, base_cls.needs | cls.needs
 
     @classmethod
     def from_params(

@@ -20,7 +20,15 @@ from neuroevo.tasks.supervised import (
     SupervisedTask,
 )
 
-TASKS: Registry[type[Task]] = Registry("task")
+
+def _plugin_task(name: str, obj: object) -> type[Task]:
+    if not (isinstance(obj, type) and issubclass(obj, Task)):
+        raise TypeError(f"expected a Task subclass, got {obj!r}")
+    return obj
+
+
+#: config name -> task class; plugins: entry-point group ``neuroevo.tasks``
+TASKS: Registry[type[Task]] = Registry("task", "neuroevo.tasks", _plugin_task)
 
 
 def register_task(cls: type[Task], *, aliases: tuple[str, ...] = ()) -> type[Task]:

@@ -10,9 +10,10 @@ From a config::
 
 The function is called once per generation on the whole population, ``fn(x[P, D]) -> [P]``
 (``per_member = true`` calls ``fn(row[D]) -> float`` once per member instead, a Python loop
-for functions that cannot be batched). The task feeds no inputs to a network, so it declares
-no capabilities: it fits ``network.type = "vector"`` (the member is the searched vector), or
-a function that runs the parameters through a network itself (``examples/custom_fitness.py``).
+for functions that cannot be batched). The task feeds no inputs to a network: it provides
+``Capability.PARAMETERS`` (it scores the parameter vector itself), which is what
+``network.type = "vector"`` needs (the member is the searched vector). From Python, a function
+may also run the parameters through a network itself (``examples/custom_fitness.py``).
 A path to a ``.py`` file is resolved against the current directory.
 """
 
@@ -56,7 +57,8 @@ class FunctionTask(Task):
 
     name = "function"
     Params = FunctionParams
-    provides: ClassVar[frozenset[Capability]] = frozenset()
+    #: no network inputs: the member's parameter vector itself is scored (network.type = "vector")
+    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.PARAMETERS})
 
     def __init__(
         self,

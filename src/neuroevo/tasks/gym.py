@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
@@ -28,7 +28,6 @@ from gymnasium import spaces
 from pydantic import Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.tasks.base import TaskParams
 from neuroevo.tasks.control.normalization import RunningObsNorm
@@ -66,10 +65,6 @@ class GymTask(EpisodicTask):
 
     name = "gym"
     Params = GymParams
-    #: held-out validation episodes (reset seeds of purpose "validation")
-    provides: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.INPUTS, Capability.EPISODES, Capability.VALIDATION}
-    )
 
     def __init__(
         self,

@@ -76,6 +76,11 @@ class EpisodicTask(Task):
     ``seed``, ``device`` and ``obs_norm``.
     """
 
+    #: held-out validation episodes (purpose "validation") that training never sees
+    provides: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INPUTS, Capability.EPISODES, Capability.VALIDATION}
+    )
+
     episodes: int
     eval_episodes: int
     deterministic: bool
@@ -130,10 +135,6 @@ class ControlTask(EpisodicTask):
 
     name = "control"
     Params = ControlParams
-    #: held-out validation episodes (purpose "validation") that training never sees
-    provides: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.INPUTS, Capability.EPISODES, Capability.VALIDATION}
-    )
 
     def __init__(
         self,
