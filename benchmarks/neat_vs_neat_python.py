@@ -165,9 +165,11 @@ def neat_python_xor(seed: int, max_generations: int, deletions: tuple[float, flo
 
 
 def neuroevo_setup(pop_size: int, seed: int):
-    from neuroevo.nn.neat_graph import NEATPhenotype
+    from neuroevo.core import memory
+    from neuroevo.nn.neat import NEATPhenotype
     from neuroevo.strategies.neat import NEAT
 
+    memory.keep_freed_memory()  # as evolve() does for every run (a process-wide setting)
     return NEATPhenotype(2, 1), NEAT(2, 1, pop_size, seed=seed)
 
 

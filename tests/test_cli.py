@@ -104,8 +104,8 @@ def test_run_resume_best_export(tmp_path, capsys):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 10
     module, spec = load_best_module(out)
     x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-    assert main(["best", str(out), "--export", str(tmp_path / "net.pt")]) == 0
-    exported = torch.export.load(str(tmp_path / "net.pt")).module()
+    assert main(["best", str(out), "--export", str(tmp_path / "net.pt2")]) == 0
+    exported = torch.export.load(str(tmp_path / "net.pt2")).module()
     assert torch.allclose(exported(x), module(x))
     assert main(["best", str(out), "--export", str(tmp_path / "w.safetensors")]) == 0
     from safetensors.torch import load_file

@@ -62,8 +62,9 @@ import resource, sys, torch
 torch.set_num_threads(1)
 from neuroevo.core import memory
 memory.configure(sys.argv[1] == "keep")
-from neuroevo.nn.neat_graph import NEATPhenotype
-from neuroevo.strategies.neat import NEAT  # applies keep_freed_memory unless switched off
+from neuroevo.nn.neat import NEATPhenotype
+from neuroevo.strategies.neat import NEAT
+memory.keep_freed_memory()  # what evolve() does once per process, unless switched off
 x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 phenotype, strategy = NEATPhenotype(2, 1), NEAT(2, 1, 10000, seed=0)
 faults = []

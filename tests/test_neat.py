@@ -3,7 +3,9 @@ speciation distance, state_dict round trips and XOR."""
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 import statistics
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from neuroevo.nn import NETWORKS, phenotype_from_spec  # noqa: E402
-from neuroevo.nn.neat_graph import (  # noqa: E402
+from neuroevo.nn.neat import (  # noqa: E402
     PAD,
     NEATPhenotype,
     NEATPopulation,
@@ -21,7 +23,7 @@ from neuroevo.nn.neat_graph import (  # noqa: E402
     genome_to_json,
 )
 from neuroevo.strategies import STRATEGIES  # noqa: E402
-from neuroevo.strategies.neat import NEAT, NEATParams, compatibility_distance  # noqa: E402
+from neuroevo.strategies.neat import NEAT, DistanceCache, NEATParams, compatibility_distance  # noqa: E402
 from test_neat_reference import reference_distance, reference_forward  # noqa: E402
 
 XOR_X = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -89,7 +91,7 @@ def test_batched_forward_equals_per_genome_reference(feed_forward):
         torch.testing.assert_close(out[i], ref, rtol=1e-5, atol=1e-5, equal_nan=True)
     # a second run of the same population (an episode's next step) orders rows by depth first
     again = phenotype.forward(pop, x)
-    chunks, _, _ = next(v for k, v in pop.cache.items() if k[0] == "compiled" and len(k) == 4)
+    chunks = phenotype.compiled(pop).chunks
     assert all(c.depth_sorted == feed_forward for c in chunks)
     if feed_forward:
         assert any(c.order is not None for c in chunks) and any(c.row_start[-1] > 0 for c in chunks)
@@ -126,6 +128,24 @@ def test_stateful_recurrent_keeps_node_values_between_calls():
     torch.testing.assert_close(second, NEATPhenotype(3, 2, recurrent_steps=2).forward(pop, x))
     stateful.reset_state(pop)
     torch.testing.assert_close(stateful.forward(pop, x), first)
+
+
+def test_compiled_form_belongs_to_the_phenotype_and_goes_with_the_population():
+    strategy, phenotype = evolve_random(4, seed=9)
+    pop = strategy.ask()
+    x = torch.randn(3, 3, generator=torch.Generator().manual_seed(4))
+    fresh = NEATPhenotype(3, 2)
+    out = fresh.forward(pop, x)
+    assert fresh.compiled(pop) is not None and NEATPhenotype(3, 2).compiled(pop) is None
+    part = pop[2:9]
+    fresh.forward(part, x)
+    assert len(fresh._compiled) == 2
+    del part
+    gc.collect()
+    assert len(fresh._compiled) == 1  # dropped with its population
+    copy = pickle.loads(pickle.dumps(fresh))  # for a worker process: the caches stay behind
+    assert copy.compiled(pop) is None
+    torch.testing.assert_close(copy.forward(pop, x), out)
 
 
 def test_feed_forward_genomes_stay_acyclic_and_levels_are_topological():
@@ -226,9 +246,9 @@ def test_variation_leaves_the_parents_alone_and_in_place_mutation_matches():
     order = torch.arange(len(pop))
     kids = s.crossover(pop, order, order.roll(1), torch.Generator().manual_seed(3))
     children = {name: t.clone() for name, t in kids.tensors.items()}
-    state = (s.next_node_id, s.next_innovation)
+    state = (s.innovations.next_node_id, s.innovations.next_innovation)
     mutated = s.mutate(kids, 7)  # not in place: the children stay as they were
-    s.next_node_id, s.next_innovation = state
+    s.innovations.next_node_id, s.innovations.next_innovation = state
     in_place = s.mutate(kids.replace(**{n: t.clone() for n, t in children.items()}), 7, in_place=True)
     for name in parents:
         assert torch.equal(getattr(pop, name), parents[name]), name
@@ -240,12 +260,12 @@ def test_variation_leaves_the_parents_alone_and_in_place_mutation_matches():
 def test_same_structural_mutation_in_a_generation_gets_same_innovation():
     s = NEAT(2, 1, 40, seed=0, node_add_prob=1.0, conn_add_prob=0.0)
     pop = s.ask()
-    before = s.next_innovation
+    before = s.innovations.next_innovation
     kids = s.mutate(pop, 1)
     # every genome split one of the same 2 initial connections: at most 2 new node ids and 4 innovations
     new_nodes = kids.node_key[kids.node_key >= 3].unique()
     assert 1 <= len(new_nodes) <= 2
-    assert s.next_innovation - before == 2 * len(new_nodes)
+    assert s.innovations.next_innovation - before == 2 * len(new_nodes)
     for node in new_nodes.tolist():
         rows = (kids.node_key == node).any(1)
         inn_in = kids.conn_innovation[rows][kids.conn_out[rows] == node]
@@ -312,13 +332,16 @@ def test_vectorised_distance_equals_naive():
     torch.testing.assert_close(grouped, naive, rtol=1e-5, atol=1e-5)
     # speciation's second pass reuses the dense rows of the first when its keys are covered
     kw = {"disjoint_coefficient": 1.0, "weight_coefficient": 0.5, "excess_coefficient": 1.7, "budget": 64}
-    compatibility_distance(pop, reps, reuse=True, **kw)
-    kept = [v for k, v in pop.cache.items() if k[0] == "dense"]
-    first = [id(v["groups"]) for v in kept]
+    cache = DistanceCache(pop)
+    compatibility_distance(pop, reps, cache=cache, **kw)
+    first = [id(v.groups) for v in cache.dense.values()]
     assert len(first) == 2  # node and connection rows
-    again = compatibility_distance(pop, reps.select([0, 2, 5]), reuse=True, **kw)
+    again = compatibility_distance(pop, reps.select([0, 2, 5]), cache=cache, **kw)
     torch.testing.assert_close(again, naive[:, [0, 2, 5]], rtol=1e-5, atol=1e-5)
-    assert [id(v["groups"]) for v in kept] == first  # not rebuilt
+    assert [id(v.groups) for v in cache.dense.values()] == first  # not rebuilt
+    other = compatibility_distance(reps, pop, cache=cache, **kw)  # a cache of another population is unused
+    torch.testing.assert_close(other, naive.T, rtol=1e-5, atol=1e-5)
+    assert [id(v.groups) for v in cache.dense.values()] == first
     # float32 sums: a genome's distance to itself is 0 to rounding
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
@@ -355,11 +378,15 @@ def test_dynamic_threshold_moves_toward_target():
     assert sum(s.species_sizes.values()) == 60
 
 
-def test_population_size_is_exact_and_species_history_recorded():
-    s, _ = evolve_random(8, seed=8, size=37)
-    assert len(s.ask()) == 37
-    assert len(s.species_history) == 9
-    assert all(sum(h["sizes"]) == 37 for h in s.species_history)
+def test_population_size_is_exact_and_species_sizes_reported():
+    s = NEAT(3, 2, 37, seed=8, **MIXED)
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(8):
+        told = s.species_sizes
+        stats = s.tell(torch.rand(len(s.ask()), generator=gen))
+        sizes = {int(k[8:]): int(v) for k, v in stats.items() if k.startswith("species/")}
+        assert sizes == told and sum(sizes.values()) == 37  # the species of the population told about
+        assert len(s.ask()) == 37
 
 
 # -- checkpoints -------------------------------------------------------------------------------------
@@ -394,7 +421,7 @@ def test_state_dict_round_trip_mid_run_is_bit_identical():
 
     def step(s):
         pop = s.ask()
-        s.tell(phenotype.forward(pop, x).sum((1, 2)))
+        return s.tell(phenotype.forward(pop, x).sum((1, 2)))
 
     for _ in range(5):
         step(a)
@@ -402,15 +429,32 @@ def test_state_dict_round_trip_mid_run_is_bit_identical():
     assert _is_tensor_or_json(state)
     b = NEAT(3, 2, 30, seed=11, **kw)
     b.load_state_dict(_through_disk(state))
+    stats_a, stats_b = [], []
     for _ in range(6):
-        step(a)
-        step(b)
+        stats_a.append(step(a))
+        stats_b.append(step(b))
     pa, pb = a.ask(), b.ask()
     for name, t in pa.tensors.items():
         assert torch.equal(t, getattr(pb, name)), name
     assert a.best.fitness == b.best.fitness
     assert torch.equal(a.member_species, b.member_species)
-    assert a.species_history == b.species_history
+    assert stats_a == stats_b  # species sizes included
+
+
+def test_checkpoint_size_does_not_grow_with_generations():
+    """Nothing per generation accumulates in the state: with the structure and the species
+    fixed, a checkpoint after 60 generations is as large as one after 10."""
+    storage = pytest.importorskip("neuroevo.runtime.storage")
+    s = NEAT(2, 1, 50, seed=4, node_add_prob=0.0, conn_add_prob=0.0, compatibility_threshold=100.0)
+    phenotype = NEATPhenotype(2, 1)
+    sizes = {}
+    for generation in range(1, 61):
+        s.tell(xor_fitness(phenotype, s.ask()))
+        if generation in (10, 60):
+            blob, tree = storage.encode_state(s.state_dict())
+            sizes[generation] = len(blob) + len(json.dumps(tree))
+    assert len(s.species_sizes) == 1
+    assert abs(sizes[60] - sizes[10]) < 64, sizes  # digits of the best fitness may differ
 
 
 # -- XOR ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 control = pytest.importorskip("neuroevo.tasks.control")
 
-from neuroevo.nn.neat_graph import NEATPhenotype  # noqa: E402
+from neuroevo.nn.neat import NEATPhenotype  # noqa: E402
 from neuroevo.strategies.neat import NEAT  # noqa: E402
 
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from neuroevo.nn.neat_draw import draw_genome, load_genome_json, plot_species, save_genome_json
-from neuroevo.nn.neat_graph import NEATPhenotype, genome_to_json
+from neuroevo.nn.neat import NEATPhenotype, genome_to_json
+from neuroevo.nn.neat.draw import (
+    draw_genome,
+    load_genome_json,
+    plot_species,
+    save_genome_json,
+    species_history,
+)
 from neuroevo.strategies.neat import NEAT
 
 
@@ -23,21 +29,25 @@ def _evolved():
     )
     phenotype = NEATPhenotype(3, 2)
     x = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
-    for _ in range(6):
+    metrics = []
+    for generation in range(6):
         pop = s.ask()
-        s.tell(phenotype.forward(pop, x).sum((1, 2)))
-    return s, phenotype
+        metrics.append({"generation": generation, **s.tell(phenotype.forward(pop, x).sum((1, 2)))})
+    return s, phenotype, metrics
 
 
 def test_draw_genome_svg_png_and_species_plot(tmp_path):
-    s, phenotype = _evolved()
+    s, phenotype, metrics = _evolved()
     genome = s.best.params
     svg = draw_genome(genome, tmp_path / "best.svg", input_names=["a", "b", "c"])
     png = draw_genome(phenotype.member_spec(genome), tmp_path / "best.png")
     assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    plot = plot_species(s, tmp_path / "species.png")
+    plot = plot_species(metrics, tmp_path / "species.png")
     assert plot.stat().st_size > 1000
+    gens, sizes = species_history(metrics)
+    assert gens == list(range(6)) and sizes
+    assert all(sum(column) == 30 for column in zip(*sizes.values(), strict=True))  # every member counted
     saved = save_genome_json(genome, tmp_path / "best.json")
     assert genome_to_json(load_genome_json(saved)) == genome_to_json(genome)
     assert draw_genome(saved, tmp_path / "from_file.svg").exists()

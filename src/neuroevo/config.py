@@ -14,6 +14,7 @@ written out; that is what a run stores as its ``config.toml``.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from neuroevo.core import memory
 from neuroevo.core.contracts import CAPABILITY_WORDS, POPULATION_KIND_WORDS, Capability
@@ -34,24 +35,35 @@ from neuroevo.tasks import TASKS
 
 
 class RunParams(BaseModel):
-    """The ``[run]`` table."""
+    """The ``[run]`` table. Types are strict: ``"100"`` is not a number and ``"yes"`` not a boolean."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field("run", description="default output folder: runs/<name>")
     seed: int = Field(0, ge=0, description="every random draw derives from it")
     generations: int | None = Field(100, ge=1, description="stop after this many generations")
-    target_fitness: float | None = Field(None, description="stop once the best fitness reaches it")
+    target_fitness: float | None = Field(
+        None, allow_inf_nan=False, description="stop once the best fitness reaches it"
+    )
     time_budget_s: float | None = Field(None, gt=0, description="stop after this many seconds")
     checkpoint_every: int = Field(10, ge=1, description="generations between checkpoints")
-    keep_checkpoints: int = Field(3, ge=1)
-    validate_every: int = Field(1, ge=1, description="generations between validations of the best member")
+    keep_checkpoints: int = Field(3, ge=1, description="checkpoints kept on disk (the newest)")
+    validate_every: int = Field(
+        1, ge=1, description="generations between validations of the best (a new best is always validated)"
+    )
     device: str = Field("cpu", description="cpu | cuda | cuda:N")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default")
     keep_freed_memory: bool = Field(
         True, description="keep freed tensor memory in the process (glibc malloc; fewer page faults)"
     )
-    progress: bool = True
+    progress: bool = Field(True, description="show a progress bar")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError("unknown device; allowed: cpu, cuda, cuda:N")
+        return value
 
 
 class _Sections(BaseModel):

@@ -127,7 +127,20 @@ class NamedTensors(Protocol):
     def named_tensors(self, params: Any) -> dict[str, torch.Tensor]: ...
 
 
+@runtime_checkable
+class ExportsIO(Protocol):
+    """A task whose networks see preprocessed inputs or whose outputs are mapped (observation
+    normalisation, standardised features, actions).
+
+    ``export_io()`` describes those steps as JSON (``neuroevo.nn.io``); ``best/`` stores it,
+    so an exported network takes what the env or data set gives and returns what it expects.
+    """
+
+    def export_io(self) -> dict[str, Any]: ...
+
+
 __all__ = [
+    "ExportsIO",
     "CAPABILITY_WORDS",
     "POPULATION_KIND_WORDS",
     "Capability",

@@ -15,7 +15,7 @@ from neuroevo.nn.base import Phenotype
 from neuroevo.nn.init import INITIALIZERS, get_initializer, initializer_names, register_initializer
 from neuroevo.nn.lowrank import EggrollMLP
 from neuroevo.nn.mlp import PopulationMLP
-from neuroevo.nn.neat_graph import NEATPhenotype, NEATPopulation
+from neuroevo.nn.neat import NEATPhenotype, NEATPopulation
 from neuroevo.nn.networks import (
     NETWORKS,
     MLPParams,

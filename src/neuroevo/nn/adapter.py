@@ -13,15 +13,31 @@ import math
 from typing import Any
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.func import functional_call, vmap
 
+from neuroevo.core.errors import ConfigError
+from neuroevo.core.imports import load_object
+from neuroevo.nn.networks import NetworkParams, register_network
+
 
 class ModuleAdapter:
-    """Wraps ``module`` as a Phenotype. ``in_features``/``out_features`` are informative only."""
+    """Wraps ``module`` as a Phenotype.
 
-    def __init__(self, module: nn.Module, in_features: int = 0, out_features: int = 0):
+    ``in_features`` sizes the example input of a ``.pt2`` export. ``factory`` is the import
+    path (``"pkg.mod:make"`` or ``"file.py:Net"``) of a no-argument callable that builds the
+    module; it defaults to the module's own class, so ``neuroevo best`` can rebuild it. A
+    module that needs constructor arguments and has no factory still exports its weights
+    (``--export weights.safetensors``).
+    """
+
+    def __init__(
+        self, module: nn.Module, in_features: int = 0, out_features: int = 0, *, factory: str | None = None
+    ):
         self.module = module
+        cls = type(module)
+        self.factory = factory or f"{cls.__module__}:{cls.__qualname__}"
         self.names = [n for n, _ in module.named_parameters()]
         self.shapes = [p.shape for _, p in module.named_parameters()]
         self.numels = [math.prod(s) for s in self.shapes]
@@ -94,6 +110,67 @@ class ModuleAdapter:
     def spec(self) -> dict[str, Any]:
         return {
             "type": "module",
-            "class": type(self.module).__qualname__,
+            "module": self.factory,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
             "parameters": dict(zip(self.names, [list(s) for s in self.shapes], strict=True)),
         }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> ModuleAdapter:
+        """Rebuild by calling the recorded factory with no arguments; its parameters must match the spec."""
+        module = build_module(spec["module"], "network.module")
+        adapter = cls(module, spec.get("in_features", 0), spec.get("out_features", 0), factory=spec["module"])
+        shapes = dict(zip(adapter.names, [list(s) for s in adapter.shapes], strict=True))
+        if shapes != spec.get("parameters", shapes):
+            raise ConfigError(
+                f"network.module = {spec['module']!r} builds parameters {shapes}, not the run's "
+                f"{spec['parameters']}; allowed: export the weights (--export weights.safetensors)"
+            )
+        return adapter
+
+
+def build_module(path: str, key: str) -> nn.Module:
+    """Call the no-argument class or factory at ``path``; a one-line ConfigError when that fails."""
+    factory = load_object(path, key)
+    try:
+        module = factory()
+    except Exception as exc:  # a user's constructor: name it and why it failed
+        raise ConfigError(
+            f"{key} = {path!r} cannot be built without arguments ({type(exc).__name__}: {exc}); allowed: "
+            "a no-argument factory (ModuleAdapter(module, factory='pkg.mod:make')), or export the "
+            "weights (--export weights.safetensors)"
+        ) from None
+    if not isinstance(module, nn.Module):
+        raise ConfigError(f"{key} = {path!r} returned {type(module).__name__}; allowed: a torch.nn.Module")
+    return module
+
+
+class ModuleParams(NetworkParams):
+    """``[network] type = "module"``: any ``torch.nn.Module`` built by a no-argument factory."""
+
+    module: str = Field(
+        ..., description="import path of its class or factory ('pkg.mod:Net' or 'file.py:Net')"
+    )
+
+
+def build_adapter(
+    params: ModuleParams,
+    in_features: int,
+    out_features: int,
+    default_output_activation: str = "identity",
+    **kw: Any,
+) -> ModuleAdapter:
+    """The user's module, sized by its own constructor (the task's sizes are recorded for export)."""
+    return ModuleAdapter(
+        build_module(params.module, "network.module"), in_features, out_features, factory=params.module
+    )
+
+
+register_network(
+    "module",
+    ModuleParams,
+    build_adapter,
+    from_spec=ModuleAdapter.from_spec,
+    description="any torch.nn.Module built by a no-argument factory (ModuleAdapter)",
+)

@@ -104,7 +104,8 @@ class PopulationMLP:
                 names = [ACTIVATIONS.canonical(a) for a in act]
                 if len(names) != width:
                     raise ConfigError(
-                        f"layer {layer + 1} has {width} neurons but {len(names)} per-neuron activations; "
+                        f"network.activation = {act!r}: layer {layer + 1} has {width} neurons but "
+                        f"{len(names)} per-neuron activations; "
                         f"allowed: a name or a list of exactly {width} names"
                     )
                 self.activations.append(names[0] if len(set(names)) == 1 else names)

@@ -27,7 +27,9 @@ from neuroevo.nn.mlp import PopulationMLP
 
 
 class NetworkParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Config keys of a network type; strict types (``"8"`` is not a number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ def _check_activation(value: Any) -> Any:
 
 
 class MLPParams(NetworkParams):
-    hidden: list[int] = Field(default_factory=lambda: [32], description="hidden layer widths")
+    hidden: list[int] = Field(
+        default_factory=lambda: [32], min_length=1, description="hidden layer widths (at least one layer)"
+    )
     activation: str | list[str | list[str]] = Field(
         "tanh", description="one name, one per hidden layer, or per-neuron lists"
     )

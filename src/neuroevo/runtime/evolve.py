@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from neuroevo.core.contracts import HasGenome, Reevaluating, WritesRecords, WritesReport
+from neuroevo.core import memory
+from neuroevo.core.contracts import ExportsIO, HasGenome, Reevaluating, WritesRecords, WritesReport
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
 from neuroevo.runtime.executor import Executor, LocalExecutor
@@ -130,6 +131,7 @@ def evolve(
     ``FitnessEvaluationError`` naming the generation (and the last checkpoint, if any).
     """
     stop = _StopRule(generations, target_fitness, time_budget, callbacks)
+    memory.keep_freed_memory()  # process-wide malloc tuning, once (memory.configure / env switch it off)
     executor = executor or LocalExecutor()
     run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir(run_dir)
     recorder = _Recorder(run, keep_checkpoints)
@@ -141,7 +143,7 @@ def evolve(
         while not (stop_reason := stop.before(strategy.generation, clock.elapsed())):
             line = _generation(strategy, phenotype, task, executor, ledger, clock, validate_every)
             metrics.append(line)
-            recorder.record(line, strategy, phenotype, ledger)
+            recorder.record(line, strategy, phenotype, task, ledger)
             if bar is not None:
                 bar.update(line)
             if checkpoint_every and strategy.generation % checkpoint_every == 0:
@@ -316,15 +318,22 @@ class _Recorder:
         self.written_key = ledger.best_key
         return ledger, run.truncate_metrics(strategy.generation)
 
-    def record(self, line: dict[str, Any], strategy: Any, phenotype: Any, ledger: _Ledger) -> None:
-        """Append the metrics line; write ``best/`` when the best member changed."""
+    def record(self, line: dict[str, Any], strategy: Any, phenotype: Any, task: Any, ledger: _Ledger) -> None:
+        """Append the metrics line; write ``best/`` when the best member changed.
+
+        ``best/`` is a snapshot taken at one instant: the member, its validation and the
+        task's input/output steps (``ExportsIO``) as they are now.
+        """
         if self.run is None:
             return
         self.run.append_metrics(line)
         best = strategy.best
         if best is not None and ledger.best_key is not None and ledger.best_key != self.written_key:
+            extra: dict[str, Any] = {"validation": ledger.best_validation}
+            if isinstance(task, ExportsIO):
+                extra["io"] = task.export_io()
             genome = strategy.best_genome if isinstance(strategy, HasGenome) else None
-            self.run.write_best(phenotype, best, {"validation": ledger.best_validation}, genome=genome)
+            self.run.write_best(phenotype, best, extra, genome=genome)
             self.written_key = list(ledger.best_key)
 
     def checkpoint(self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock) -> None:

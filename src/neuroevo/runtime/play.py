@@ -1,35 +1,38 @@
 """``neuroevo play``: run a run's best policy in Gymnasium, print returns, optionally save a GIF.
 
-The policy is exactly the one evaluated during the run: the best member, the task's
-observation normalisation from the newest checkpoint, and the task's action mapping
-(argmax for discrete actions; tanh squashed and scaled to the bounds for continuous ones).
-Frames come from Gymnasium's ``rgb_array`` rendering and are written with Pillow.
+The policy is the exported best network (``load_best_module``): the best member with the
+task's observation normalisation and action mapping as they were when it was written to
+``best/`` (argmax for discrete actions; tanh squashed and scaled to the bounds for
+continuous ones). So ``play`` returns what the ``.pt2`` export returns in a plain Gymnasium
+loop. Frames come from Gymnasium's ``rgb_array`` rendering and are written with Pillow.
 """
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.random import derive_key
-from neuroevo.runtime.rundir import RunDir, load_best
+from neuroevo.runtime.export import load_best_module
+from neuroevo.runtime.rundir import RunDir
+from neuroevo.tasks.gym_make import make_env
+
+GIF_SUFFIXES = (".gif",)
 
 
-def _policy_member(phenotype: Any, spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
-    if "member" in spec and hasattr(phenotype, "member_from_spec"):
-        return phenotype.member_from_spec(spec["member"])
-    return tensors["params"]
-
-
-def _as_population(member: Any) -> Any:
-    if isinstance(member, torch.Tensor):
-        return member.unsqueeze(0)
-    return [member]
+def check_gif_path(gif: str | Path | None) -> None:
+    """A one-line ConfigError, before any episode runs, for a GIF path that cannot be written."""
+    if gif is None:
+        return
+    path = Path(gif)
+    if path.suffix.lower() not in GIF_SUFFIXES:
+        raise ConfigError(f"--gif {path}: unknown file type {path.suffix!r}; allowed: .gif")
+    if path.is_dir():
+        raise ConfigError(f"--gif {path}: is a folder; allowed: a file path")
 
 
 def play(
@@ -43,52 +46,35 @@ def play(
     fps: int = 30,
 ) -> list[float]:
     """Returns of ``episodes`` episodes of the best policy; writes a GIF of them if asked."""
-    import gymnasium
-
-    from neuroevo.config import build, validate_config
-
     if episodes < 1:
         raise ConfigError(f"--episodes = {episodes}; allowed: >= 1")
+    check_gif_path(gif)
     run = RunDir(run_dir)
     run.require_run()
-    built = build(validate_config(tomllib.loads(run.config.read_text())))
-    task, phenotype = built.task, built.phenotype
-    found = run.latest_checkpoint()
-    if found is not None:
-        task.load_state_dict(found[1].get("task", {}))
-    spec, tensors = load_best(run.path)
-    member = _policy_member(phenotype, spec, tensors)
-    env_id = env_id or getattr(task, "env_id", None)
+    policy, spec = load_best_module(run.path)
+    env_id = env_id or (spec.get("io") or {}).get("env")
     if env_id is None:
         raise ConfigError(
-            f"{run.path}: task {type(task).name!r} has no environment; allowed: a control/gym run, "
-            "or --env ENV-ID"
+            f"{run.path}: the run's task has no environment; allowed: a control/gym run, or --env ID"
         )
-    try:
-        env = gymnasium.make(env_id, render_mode="rgb_array" if gif else None)
-    except gymnasium.error.Error as exc:
-        raise ConfigError(f"--env {env_id!r}: {exc}") from None
+    env = make_env(env_id, "--env", render_mode="rgb_array" if gif else None)
     obs_dim = int(np.prod(env.observation_space.shape or (0,)))
-    if obs_dim != phenotype.in_features:
+    if obs_dim != int(spec.get("in_features", obs_dim)):
         raise ConfigError(
-            f"--env {env_id!r}: observations have {obs_dim} values; the network takes {phenotype.in_features}"
+            f"--env {env_id!r}: observations have {obs_dim} values; the network takes {spec['in_features']}"
         )
-    normalizer = getattr(task, "obs_norm", None)
-    action_space = env.action_space
     frames: list[np.ndarray] = []
     returns: list[float] = []
     with torch.no_grad():
         for episode in range(episodes):
+            _reset_state(policy)
             obs, _ = env.reset(seed=derive_key(seed, 0, episode, "play") % 2**31)
             total, done = 0.0, False
             while not done:
                 if gif and len(frames) < max_frames:
                     frames.append(env.render())
-                x = torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(1, 1, -1)
-                if normalizer is not None:
-                    x = normalizer.normalize(x)
-                out = phenotype.forward(_as_population(member), x).reshape(-1)
-                obs, reward, terminated, truncated, _ = env.step(_action(out, action_space))
+                action = policy(torch.as_tensor(np.asarray(obs, dtype=np.float32)).view(1, -1))[0]
+                obs, reward, terminated, truncated, _ = env.step(_to_env(action, env.action_space))
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
@@ -98,16 +84,25 @@ def play(
     return returns
 
 
-def _action(out: torch.Tensor, space: Any) -> Any:
+@runtime_checkable
+class _Resettable(Protocol):
+    """An exported module with state across calls (a recurrent NEAT genome)."""
+
+    def reset(self) -> None: ...
+
+
+def _reset_state(policy: torch.nn.Module) -> None:
+    """Recurrent modules (stateful NEAT) start each episode from a fresh state."""
+    for module in policy.modules():
+        if isinstance(module, _Resettable):
+            module.reset()
+
+
+def _to_env(action: torch.Tensor, space: Any) -> Any:
     import gymnasium
 
     if isinstance(space, gymnasium.spaces.Discrete):
-        return int(out[: int(space.n)].argmax()) + int(space.start)
-    low = torch.as_tensor(space.low, dtype=torch.float32)
-    high = torch.as_tensor(space.high, dtype=torch.float32)
-    bounded = torch.isfinite(low) & torch.isfinite(high)
-    low, high = torch.where(bounded, low, -1.0), torch.where(bounded, high, 1.0)
-    action = low + (torch.tanh(out[: low.numel()].float()) + 1.0) * 0.5 * (high - low)
+        return int(action)
     return action.reshape(space.shape).numpy().astype(space.dtype)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
+from neuroevo.core.contracts import MemberSpecs, NamedTensors
 from neuroevo.core.errors import ConfigError
 from neuroevo.runtime.storage import atomic_write, atomic_write_text, load_state, save_state
 
@@ -207,17 +208,18 @@ class RunDir:
         tensors: dict[str, torch.Tensor] = {}
         if isinstance(best.params, torch.Tensor):
             tensors["params"] = best.params.detach().to("cpu").clone()
-        named = getattr(phenotype, "named_tensors", None) if phenotype is not None else None
-        if callable(named):
-            tensors.update({k: v.detach().to("cpu").clone() for k, v in named(best.params).items()})
+        if isinstance(phenotype, NamedTensors):
+            named = phenotype.named_tensors(best.params)
+            tensors.update({k: v.detach().to("cpu").clone() for k, v in named.items()})
         if phenotype is None:  # a plain vector optimised by a user function
             network = {"type": "vector", "dimension": int(best.params.numel())}
+            sizes = {"in_features": 0, "out_features": 0}
         else:
             network = phenotype.spec()
-        spec = {"network": network, "fitness": best.fitness, "generation": best.generation, **extra}
-        member_spec = getattr(phenotype, "member_spec", None)
-        if callable(member_spec):
-            spec["member"] = member_spec(best.params)
+            sizes = {"in_features": int(phenotype.in_features), "out_features": int(phenotype.out_features)}
+        spec = {"network": network, **sizes, "fitness": best.fitness, "generation": best.generation, **extra}
+        if isinstance(phenotype, MemberSpecs):
+            spec["member"] = phenotype.member_spec(best.params)
         atomic_write(self.best / "params.safetensors", save(tensors))
         atomic_write_text(self.best / "network.json", json.dumps(spec, indent=1))
 

@@ -5,6 +5,17 @@ search distribution. ``state_dict()``/``load_state_dict()`` hold everything need
 continue bit-identically (tensors + JSON-able values; the runtime writes them to
 safetensors + JSON). ``best`` is the best member evaluated so far.
 
+Hyperparameters: a strategy's pydantic ``Params`` model is the one place where each key,
+its default, bounds and description are written. A constructor takes the validated model
+(``params=``) or keywords validated through it once (``resolve_params``); the strategy then
+reads ``self.params``. A bad keyword raises a one-line ``ConfigError`` naming it.
+
+Search state: everything a strategy changes while it runs lives in one dataclass,
+``self.state``. ``state_tree``/``load_tree`` turn such a container (tensors, floats, ints,
+strings, nested dicts, lists and containers) into a checkpoint tree and back, so no
+strategy lists its state by hand. Fields declared ``field(init=False)`` are derived caches:
+they are not written, and ``__post_init__`` (or the strategy's ``_restore``) recomputes them.
+
 Fitness policy: a NaN or infinite fitness counts as the worst finite fitness of that
 generation (``on_nan = "worst"``, the default; the count is in ``last_nan_count`` and in
 metrics) or stops the run (``on_nan = "error"``).
@@ -12,30 +23,153 @@ metrics) or stops the run (``on_nan = "error"``).
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from neuroevo.core.contracts import Capability, PopulationKind
-from neuroevo.core.errors import FitnessEvaluationError
+from neuroevo.core.errors import ConfigError, FitnessEvaluationError
+from neuroevo.core.shaping import SHAPINGS
 from neuroevo.core.types import Best, Fitness
 
 OnNan = Literal["worst", "error"]
+P = TypeVar("P", bound=BaseModel)
+
+
+def _known_shaping(name: str) -> str:
+    if name not in SHAPINGS:
+        raise ValueError(f"unknown fitness shaping; allowed: {', '.join(SHAPINGS)}")
+    return name
+
+
+#: a fitness shaping of ``neuroevo.core.shaping`` (checked when the Params are validated)
+ShapingName = Annotated[str, AfterValidator(_known_shaping)]
 
 
 class StrategyParams(BaseModel):
     """Config keys every strategy accepts; each strategy extends this with its own."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     population_size: int = Field(256, ge=2, description="members per generation")
     on_nan: OnNan = Field("worst", description="what a NaN/inf fitness means: 'worst' or 'error'")
 
 
+# -- hyperparameters: validated once, through the Params model ---------------------------------
+def resolve_params(
+    model: type[P], params: BaseModel | Mapping[str, Any] | None, keys: Mapping[str, Any], owner: str = ""
+) -> P:
+    """``params`` (a model or a mapping) with ``keys`` on top, validated by ``model``.
+
+    An instance of ``model`` with no keys on top is returned as it is. Anything unknown or out
+    of bounds raises a one-line ``ConfigError`` naming the key, the value and what is allowed.
+    """
+    if isinstance(params, model) and not keys:
+        return params
+    if isinstance(params, BaseModel):
+        values = params.model_dump(exclude_unset=True)
+    else:
+        values = dict(params or {})
+    values.update(keys)
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(params_error_line(exc, model, owner)) from None
+
+
+def params_error_line(exc: ValidationError, model: type[BaseModel], owner: str = "") -> str:
+    """One line for the first error of ``exc``: ``Owner: key = value: what is allowed``."""
+    error = exc.errors()[0]
+    key = ".".join(str(p) for p in error["loc"]) or "params"
+    prefix = f"{owner}: " if owner else ""
+    if error["type"] == "extra_forbidden":
+        return (
+            f"{prefix}{key} = {error['input']!r}: unknown key; allowed keys: {', '.join(model.model_fields)}"
+        )
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{prefix}{key} = {error['input']!r}: {message}"
+
+
+# -- search state: one dataclass, serialised generically -----------------------------------------
+def state_tree(value: Any) -> Any:
+    """A state container as nested dicts/lists of tensors and JSON scalars (derived fields left out)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: state_tree(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): state_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [state_tree(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(
+        f"cannot checkpoint a {type(value).__name__} (state holds tensors, scalars, lists, dicts)"
+    )
+
+
+def load_tree(template: Any, tree: Any, hint: Any = None) -> Any:
+    """``tree`` (from ``state_tree``, possibly through a checkpoint) rebuilt in the shape of ``template``.
+
+    Tensors take the dtype and device of the template's tensor and are copied (a loaded state
+    never shares a buffer that is updated in place); scalars take its type; a nested container
+    whose template is None is found from the field's type hint.
+    """
+    cls = type(template) if dataclasses.is_dataclass(template) else _container_in(hint)
+    if cls is not None and isinstance(tree, Mapping):
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            if f.name not in tree:
+                raise ValueError(f"checkpoint state has no {f.name!r} for {cls.__name__}")
+            sub = getattr(template, f.name, None) if template is not None else None
+            values[f.name] = load_tree(sub, tree[f.name], hints.get(f.name))
+        return cls(**values)
+    if tree is None:
+        return None
+    if isinstance(template, torch.Tensor):
+        return torch.as_tensor(tree).to(dtype=template.dtype, device=template.device).clone()
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, Mapping):
+        sub = template if isinstance(template, Mapping) else {}
+        return {k: load_tree(sub.get(k), v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        sub = template if isinstance(template, (list, tuple)) else []
+        return [load_tree(sub[i] if i < len(sub) else None, v) for i, v in enumerate(tree)]
+    if isinstance(template, (bool, int, float, str)) and isinstance(tree, (bool, int, float, str)):
+        return type(template)(tree)
+    return tree
+
+
+def _container_in(hint: Any) -> type | None:
+    """The dataclass named by a type hint such as ``Foo | None``, if any."""
+    if hint is None:
+        return None
+    args = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
+    return next((a for a in args if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
+
+
 class Strategy(ABC):
-    """Base class: generation counter, fitness validation, NaN policy, best tracking."""
+    """Base class: generation counter, fitness validation, NaN policy, best tracking, checkpoints.
+
+    A concrete strategy sets ``self.params`` (its validated ``Params``, see ``resolve_params``)
+    and ``self.state`` (its search-state dataclass) and writes ``_ask`` and ``_tell``; the
+    generic ``_state``/``_load_state`` checkpoint ``self.state``. Wrappers that keep their
+    state elsewhere (NEAT, novelty search) override those two instead.
+    """
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
@@ -43,12 +177,16 @@ class Strategy(ABC):
     population_kind: ClassVar[PopulationKind] = PopulationKind.FLAT
     #: what the task must provide (novelty search needs behaviour descriptors)
     needs: ClassVar[frozenset[Capability]] = frozenset()
+    #: the validated hyperparameters (an instance of ``Params``)
+    params: StrategyParams
+    #: the mutable search state: one dataclass, checkpointed by ``state_tree``/``load_tree``
+    state: Any
 
     def __init__(self, num_params: int, population_size: int, *, seed: int = 0, on_nan: OnNan = "worst"):
         if on_nan not in ("worst", "error"):
             raise ValueError(f"on_nan = {on_nan!r}; allowed: worst, error")
         self.num_params = int(num_params)
-        self.population_size = int(population_size)
+        self._population_size = int(population_size)
         self.seed = int(seed)
         self.on_nan = on_nan
         self.generation = 0
@@ -58,13 +196,31 @@ class Strategy(ABC):
         self._asked: Any = None
 
     @classmethod
+    def resolve_params(
+        cls,
+        params: BaseModel | Mapping[str, Any] | None,
+        population_size: int | None,
+        keys: Mapping[str, Any],
+    ) -> Any:
+        """``cls.Params`` from a model or mapping plus constructor keywords (``population_size``
+        counts when given); a bad key raises a one-line ``ConfigError``."""
+        if population_size is not None:
+            keys = {"population_size": population_size, **keys}
+        return resolve_params(cls.Params, params, keys, cls.__name__)
+
+    @classmethod
     def from_params(cls, params: StrategyParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> Strategy:
         """Build from validated config keys for ``phenotype`` (its size and initialiser).
 
         Strategies whose constructor needs more than ``num_params``, ``init`` and their
-        ``Params`` fields (NEAT, EGGROLL, novelty wrappers) override this.
+        ``Params`` (NEAT, EGGROLL, novelty wrappers) override this.
         """
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
+        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, params=params, **kw)
+
+    @property
+    def population_size(self) -> int:
+        """The size of the next ``ask()`` (CMA-ES changes it at each IPOP restart)."""
+        return self._population_size
 
     @classmethod
     def contract(cls, params: StrategyParams) -> tuple[PopulationKind, frozenset[Capability]]:
@@ -160,11 +316,17 @@ class Strategy(ABC):
     @abstractmethod
     def _tell(self, population: Any, fitness: torch.Tensor) -> dict[str, float] | None: ...
 
-    @abstractmethod
-    def _state(self) -> dict[str, Any]: ...
+    def _state(self) -> dict[str, Any]:
+        """The search state as a checkpoint tree (``state_tree(self.state)``)."""
+        return state_tree(self.state)
 
-    @abstractmethod
-    def _load_state(self, state: dict[str, Any]) -> None: ...
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Rebuild ``self.state`` from a checkpoint tree, shaped like the current one, then ``_restore``."""
+        self.state = load_tree(self.state, state)
+        self._restore()
+
+    def _restore(self) -> None:  # noqa: B027 (a hook: most strategies derive nothing)
+        """Recompute what is derived from ``self.state`` after a load (nothing by default)."""
 
     @property
     def center(self) -> torch.Tensor | None:

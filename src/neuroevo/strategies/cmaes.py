@@ -34,19 +34,23 @@ between generations: ``population_size`` (and ``expected_population_size()``) al
 the size of the next ``ask()``.
 
 The distribution is kept in float64 whatever ``dtype`` the population is handed out in.
+The search state is one ``CMAState`` (mean, sigma, paths, the covariance container, the
+restart bookkeeping); the constants of Table 1 are attributes derived from its population
+size and recomputed at each restart and after a load.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+from neuroevo.strategies.base import Strategy, StrategyParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 F64 = torch.float64
@@ -69,57 +73,101 @@ class CMAESParams(StrategyParams):
     )
 
 
+@dataclass
+class FullCovariance:
+    """``C = B D^2 B^T`` with the eigenbasis ``B`` and axis lengths ``D`` of the last decomposition."""
+
+    C: torch.Tensor
+    B: torch.Tensor
+    D: torch.Tensor
+    Bt: torch.Tensor = field(init=False, repr=False)  # derived: B^T
+
+    def __post_init__(self) -> None:
+        self.set_basis(self.B)
+
+    def set_basis(self, b: torch.Tensor) -> None:
+        # Row-major B and B^T: the same memory layout as after a checkpoint (same matmul
+        # kernels, same bits), and the layout BLAS multiplies fastest for thin matrices.
+        self.B = b.contiguous()
+        self.Bt = b.T.contiguous()
+
+
+@dataclass
+class CMAState:
+    """Everything CMA-ES changes while it runs (float64, CPU)."""
+
+    population_size: int  # lambda of the current IPOP run
+    x0: torch.Tensor  # the initial mean every restart returns to
+    mean: torch.Tensor
+    sigma: float
+    p_s: torch.Tensor
+    p_c: torch.Tensor
+    covariance: Any  # FullCovariance here, a diagonal in sep-CMA-ES
+    run_generation: int
+    eigen_at: int
+    restarts_done: int
+    last_stop: str
+    best_history: torch.Tensor
+    median_history: torch.Tensor
+
+
 class CMAES(Strategy):
     """Full-covariance CMA-ES with active update, CSA, lazy eigendecomposition and IPOP restarts."""
 
     name = "cmaes"
     Params = CMAESParams
+    params: CMAESParams
+    state: CMAState
 
     def __init__(
         self,
         num_params: int,
         population_size: int | None = None,
         *,
+        params: BaseModel | dict[str, Any] | None = None,
         center: torch.Tensor | None = None,
         init: InitFn | None = None,
-        sigma: float = 0.1,
-        active: bool = True,
-        restarts: int = 9,
-        popsize_factor: float = 2.0,
-        tolfun: float = 1e-11,
-        tolx: float = 1e-11,
-        tolconditioncov: float = 1e14,
-        tolfacupx: float = 1e3,
-        tolstagnation: int | None = None,
         seed: int = 0,
-        on_nan: OnNan = "worst",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        **keys: Any,
     ):
+        """``keys`` are the class's ``Params`` fields (sigma, restarts, tol*, ...); or pass ``params``."""
         n = int(num_params)
-        lam = population_size or 4 + int(math.floor(3 * math.log(max(1, n))))
-        super().__init__(n, lam, seed=seed, on_nan=on_nan)
+        p = self.params = self.resolve_params(params, population_size, keys)
+        lam = p.population_size or 4 + int(math.floor(3 * math.log(max(1, n))))
+        super().__init__(n, lam, seed=seed, on_nan=p.on_nan)
         self.dtype, self.device = dtype, torch.device(device)
         if center is None:
             center = init(nrandom.member_generator(seed, 0, 0, "init")) if init else torch.zeros(n)
-        self.x0 = torch.as_tensor(center).reshape(-1).to(F64).cpu().clone()
-        if self.x0.numel() != n:
-            raise ValueError(f"center has {self.x0.numel()} entries; expected {n}")
-        self.sigma0 = float(sigma)
-        self.active = active
-        self.max_restarts, self.popsize_factor = restarts, popsize_factor
-        self.tolfun, self.tolx, self.tolconditioncov = tolfun, tolx, tolconditioncov
-        self.tolfacupx, self.tolstagnation_arg = tolfacupx, tolstagnation
-        self.restarts_done = 0
-        self.last_stop = ""
+        x0 = torch.as_tensor(center).reshape(-1).to(F64).cpu().clone()
+        if x0.numel() != n:
+            raise ValueError(f"center has {x0.numel()} entries; expected {n}")
         self.chi_n = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
-        self._start(lam)
+        self.state = self._start(lam, x0, restarts_done=0, last_stop="")
+
+    @property
+    def population_size(self) -> int:
+        return self.state.population_size
+
+    @property
+    def sigma(self) -> float:
+        """The step size of the next ``ask()``."""
+        return self.state.sigma
+
+    @property
+    def restarts_done(self) -> int:
+        return self.state.restarts_done
+
+    @property
+    def last_stop(self) -> str:
+        """The stopping criterion that ended the last IPOP run ('' before the first restart)."""
+        return self.state.last_stop
 
     # -- strategy parameters (tutorial, Table 1) ----------------------------------------------
     def _setup(self, lam: int) -> None:
         """Weights and learning rates for population size ``lam``."""
         n = self.num_params
-        self.population_size = lam
         self.mu = lam // 2
         raw = math.log((lam + 1) / 2) - torch.log(torch.arange(1, lam + 1, dtype=F64))
         pos, neg = raw[: self.mu], raw[self.mu :]
@@ -136,7 +184,7 @@ class CMAES(Strategy):
         self.d_s = 1 + 2 * max(0.0, math.sqrt((self.mu_eff - 1) / (n + 1)) - 1) + self.c_s
         weights = torch.zeros(lam, dtype=F64)
         weights[: self.mu] = pos / pos.sum()
-        if self.active and neg.numel() and float(neg.sum()) < 0:
+        if self.params.active and neg.numel() and float(neg.sum()) < 0:
             mu_eff_neg = float(neg.sum() ** 2 / (neg**2).sum())
             alpha_neg = min(
                 1 + self.c_1 / self.c_mu,
@@ -147,126 +195,123 @@ class CMAES(Strategy):
         self.weights = weights
         self.c_m = 1.0
         self.eigen_gap = max(1, int(0.5 / (n * (self.c_1 + self.c_mu))))
-        self.tolstagnation = self.tolstagnation_arg or int(100 + 100 * n**1.5 / lam)
+        self.tolstagnation = self.params.tolstagnation or int(100 + 100 * n**1.5 / lam)
         self.tolfun_window = 10 + math.ceil(30 * n / lam)
 
     def _scale_learning_rates(self) -> None:
         """Hook for sep-CMA-ES, which learns the diagonal faster."""
 
     # -- covariance representation (full here; diagonal in sep-CMA-ES) ---------------------------
-    def _init_covariance(self) -> None:
+    def _new_covariance(self) -> Any:
         n = self.num_params
-        self.C = torch.eye(n, dtype=F64)
-        self.D = torch.ones(n, dtype=F64)
-        self._set_basis(torch.eye(n, dtype=F64))
+        return FullCovariance(
+            C=torch.eye(n, dtype=F64), B=torch.eye(n, dtype=F64), D=torch.ones(n, dtype=F64)
+        )
 
     def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
         """``y = B D z`` for rows ``z``."""
-        return (z * self.D) @ self.Bt
+        cov = self.state.covariance
+        return (z * cov.D) @ cov.Bt
 
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
         """``C^-1/2 y`` for rows (or one vector) ``y``."""
-        return ((y @ self.B) / self.D) @ self.Bt
+        cov = self.state.covariance
+        return ((y @ cov.B) / cov.D) @ cov.Bt
 
     def _update_covariance(
         self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
     ) -> None:
+        cov, state = self.state.covariance, self.state
         rank_mu = y.T @ (y * w.unsqueeze(1))
-        self.C.mul_(decay).add_(torch.outer(p_c, p_c), alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
-        if generation - self.eigen_at >= self.eigen_gap:
-            self.eigen_at = generation
-            self.C = 0.5 * (self.C + self.C.T)  # (torch.triu is parallelised and slow on busy CPUs)
-            d2, b = torch.linalg.eigh(self.C)
-            self.D = d2.clamp_min(1e-300).sqrt()
-            self._set_basis(b)
-
-    def _set_basis(self, b: torch.Tensor) -> None:
-        # Row-major B and B^T: the same memory layout as after a checkpoint (same matmul
-        # kernels, same bits), and the layout BLAS multiplies fastest for thin matrices.
-        self.B = b.contiguous()
-        self.Bt = b.T.contiguous()
+        cov.C.mul_(decay).add_(torch.outer(p_c, p_c), alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
+        if generation - state.eigen_at >= self.eigen_gap:
+            state.eigen_at = generation
+            cov.C = 0.5 * (cov.C + cov.C.T)  # (torch.triu is parallelised and slow on busy CPUs)
+            d2, b = torch.linalg.eigh(cov.C)
+            cov.D = d2.clamp_min(1e-300).sqrt()
+            cov.set_basis(b)
 
     def _diag_c(self) -> torch.Tensor:
-        return torch.diagonal(self.C)
+        return torch.diagonal(self.state.covariance.C)
 
     def _axis(self, i: int) -> torch.Tensor:
-        return self.D[i] * self.B[:, i]
-
-    def _covariance_state(self) -> dict[str, Any]:
-        return {"C": self.C, "B": self.B, "D": self.D}
-
-    def _load_covariance(self, state: dict[str, Any]) -> None:
-        self.C, b, self.D = (state[k].to(F64).cpu().clone() for k in ("C", "B", "D"))
-        self._set_basis(b)
+        cov = self.state.covariance
+        return cov.D[i] * cov.B[:, i]
 
     # -- one run of IPOP ------------------------------------------------------------------------
-    def _start(self, lam: int) -> None:
-        """Begin a (re)start with population ``lam`` from the initial mean and step size."""
+    def _start(self, lam: int, x0: torch.Tensor, *, restarts_done: int, last_stop: str) -> CMAState:
+        """A fresh (re)start with population ``lam`` from the initial mean and step size."""
         self._setup(lam)
         n = self.num_params
-        self.mean = self.x0.clone()
-        self.sigma = self.sigma0
-        self._init_covariance()
-        self.p_s = torch.zeros(n, dtype=F64)
-        self.p_c = torch.zeros(n, dtype=F64)
-        self.run_generation = 0
-        self.eigen_at = 0
-        self.best_history = torch.zeros(0, dtype=F64)
-        self.median_history = torch.zeros(0, dtype=F64)
         self._y: torch.Tensor | None = None
+        return CMAState(
+            population_size=lam,
+            x0=x0,
+            mean=x0.clone(),
+            sigma=self.params.sigma,
+            p_s=torch.zeros(n, dtype=F64),
+            p_c=torch.zeros(n, dtype=F64),
+            covariance=self._new_covariance(),
+            run_generation=0,
+            eigen_at=0,
+            restarts_done=restarts_done,
+            last_stop=last_stop,
+            best_history=torch.zeros(0, dtype=F64),
+            median_history=torch.zeros(0, dtype=F64),
+        )
+
+    def _restore(self) -> None:
+        self._setup(self.state.population_size)
+        self._y = None
 
     @property
     def center(self) -> torch.Tensor:
-        return self.mean.to(self.dtype).to(self.device)
+        return self.state.mean.to(self.dtype).to(self.device)
 
     @property
     def condition_number(self) -> float:
-        return float((self.D.max() / self.D.min()) ** 2)
+        d = self.state.covariance.D
+        return float((d.max() / d.min()) ** 2)
 
     def _ask(self) -> torch.Tensor:
         z = nrandom.population_normal(
             self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=F64
         )
         self._y = self._sample_y(z)
-        return (self.mean + self.sigma * self._y).to(self.dtype).to(self.device)
+        return (self.state.mean + self.state.sigma * self._y).to(self.dtype).to(self.device)
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
-        n, y = self.num_params, self._y
+        n, y, s = self.num_params, self._y, self.state
         order = torch.argsort(fitness, descending=True, stable=True)
         y = y[order]
         w = self.weights
         y_w = w[: self.mu] @ y[: self.mu]
-        self.mean = self.mean + self.c_m * self.sigma * y_w
-        self.run_generation += 1
+        s.mean = s.mean + self.c_m * s.sigma * y_w
+        s.run_generation += 1
         cs, cc = self.c_s, self.c_c
-        self.p_s = (1 - cs) * self.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten(y_w)
-        ps_norm = float(self.p_s.norm())
-        h_s = (
-            ps_norm / math.sqrt(1 - (1 - cs) ** (2 * self.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
-        )
-        self.p_c = (1 - cc) * self.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
+        s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten(y_w)
+        ps_norm = float(s.p_s.norm())
+        h_s = ps_norm / math.sqrt(1 - (1 - cs) ** (2 * s.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
+        s.p_c = (1 - cc) * s.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
         w_circ = w.clone()
         worse = w < 0
         if bool(worse.any()):
             w_circ[worse] *= n / (self._whiten(y[worse]) ** 2).sum(-1).clamp_min(1e-300)
         delta = 0.0 if h_s else cc * (2 - cc)
         decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * float(w.sum())
-        self._update_covariance(decay, self.p_c, y, w_circ, self.run_generation)
+        self._update_covariance(decay, s.p_c, y, w_circ, s.run_generation)
         # CSA; the exponent is capped at 1 (sigma at most x e per generation) against blow-ups
-        self.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
+        s.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
         self._y = None
         sorted_f = fitness[order]
-        self.best_history = torch.cat([self.best_history, sorted_f[:1]])[-self._history_cap() :]
-        self.median_history = torch.cat([self.median_history, sorted_f.median().reshape(1)])[
-            -self._history_cap() :
-        ]
-        stats = {"sigma": self.sigma, "condition": self.condition_number, "population_size": y.shape[0]}
+        s.best_history = torch.cat([s.best_history, sorted_f[:1]])[-self._history_cap() :]
+        s.median_history = torch.cat([s.median_history, sorted_f.median().reshape(1)])[-self._history_cap() :]
+        stats = {"sigma": s.sigma, "condition": self.condition_number, "population_size": y.shape[0]}
         reason = self._stop_reason(fitness)
-        if reason and self.restarts_done < self.max_restarts:
-            self.restarts_done += 1
-            self.last_stop = reason
-            self._start(int(round(self.population_size * self.popsize_factor)))
-        stats["restarts"] = self.restarts_done
+        if reason and s.restarts_done < self.params.restarts:
+            lam = int(round(s.population_size * self.params.popsize_factor))
+            self.state = self._start(lam, s.x0, restarts_done=s.restarts_done + 1, last_stop=reason)
+        stats["restarts"] = self.state.restarts_done
         return stats
 
     # -- termination criteria that trigger a restart ------------------------------------------
@@ -275,62 +320,29 @@ class CMAES(Strategy):
 
     def _stop_reason(self, fitness: torch.Tensor) -> str:
         """The name of the first satisfied stopping criterion of this run, or ''."""
-        sigma, mean = self.sigma, self.mean
+        p, s = self.params, self.state
+        sigma, mean = s.sigma, s.mean
         std = sigma * self._diag_c().sqrt()
-        hist = self.best_history
+        hist = s.best_history
         if hist.numel() >= self.tolfun_window:
             recent = torch.cat([hist[-self.tolfun_window :], fitness])
-            if float(recent.max() - recent.min()) < self.tolfun:
+            if float(recent.max() - recent.min()) < p.tolfun:
                 return "tolfun"
-        if bool((std < self.tolx).all()) and bool((sigma * self.p_c.abs() < self.tolx).all()):
+        if bool((std < p.tolx).all()) and bool((sigma * s.p_c.abs() < p.tolx).all()):
             return "tolx"
-        if self.condition_number > self.tolconditioncov:
+        if self.condition_number > p.tolconditioncov:
             return "conditioncov"
-        i = self.run_generation % self.num_params
+        i = s.run_generation % self.num_params
         if bool((mean == mean + 0.1 * sigma * self._axis(i)).all()):
             return "noeffectaxis"
         if bool((mean == mean + 0.2 * std).any()):
             return "noeffectcoord"
-        if float(std.max()) > self.tolfacupx * self.sigma0:
+        if float(std.max()) > p.tolfacupx * p.sigma:
             return "tolfacupx"
-        g = self.run_generation
-        if g > self.tolstagnation and self.best_history.numel() > self.tolstagnation:
-            span = min(self.best_history.numel(), max(self.tolstagnation, int(0.3 * g)))
-            for h in (self.best_history[-span:], self.median_history[-span:]):
+        g = s.run_generation
+        if g > self.tolstagnation and s.best_history.numel() > self.tolstagnation:
+            span = min(s.best_history.numel(), max(self.tolstagnation, int(0.3 * g)))
+            for h in (s.best_history[-span:], s.median_history[-span:]):
                 if float(h[-20:].median()) <= float(h[:20].median()):
                     return "stagnation"
         return ""
-
-    # -- checkpoint -------------------------------------------------------------------------------
-    def _state(self) -> dict[str, Any]:
-        return {
-            "population_size": self.population_size,
-            "x0": self.x0,
-            "mean": self.mean,
-            "sigma": self.sigma,
-            "p_s": self.p_s,
-            "p_c": self.p_c,
-            "covariance": self._covariance_state(),
-            "run_generation": self.run_generation,
-            "eigen_at": self.eigen_at,
-            "restarts_done": self.restarts_done,
-            "last_stop": self.last_stop,
-            "best_history": self.best_history,
-            "median_history": self.median_history,
-        }
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self._setup(int(state["population_size"]))
-        self.x0 = state["x0"].to(F64).cpu().clone()
-        self.mean = state["mean"].to(F64).cpu().clone()
-        self.sigma = float(state["sigma"])
-        self.p_s = state["p_s"].to(F64).cpu().clone()
-        self.p_c = state["p_c"].to(F64).cpu().clone()
-        self._load_covariance(state["covariance"])
-        self.run_generation = int(state["run_generation"])
-        self.eigen_at = int(state["eigen_at"])
-        self.restarts_done = int(state["restarts_done"])
-        self.last_stop = str(state["last_stop"])
-        self.best_history = state["best_history"].to(F64).cpu().clone()
-        self.median_history = state["median_history"].to(F64).cpu().clone()
-        self._y = None

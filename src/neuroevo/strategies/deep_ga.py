@@ -32,15 +32,16 @@ phenotype spec); ``reconstruct(best_genome)`` rebuilds its weights bit-identical
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.types import Best
-from neuroevo.strategies.base import OnNan, Strategy
-from neuroevo.strategies.ga import TruncationParams
+from neuroevo.strategies.base import Strategy
+from neuroevo.strategies.ga import INIT_STD, TruncationParams, check_truncation, mutation_power_at
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
@@ -92,7 +93,7 @@ def reconstruct_many(
     init: InitFn | None,
     num_params: int,
     *,
-    init_std: float = 0.1,
+    init_std: float = INIT_STD,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Rebuild ``[N, D]`` parameters from N chains, computing each shared prefix once.
@@ -173,7 +174,7 @@ def reconstruct(
     sigma: float | Sequence[float] | None = None,
     *,
     num_params: int | None = None,
-    init_std: float = 0.1,
+    init_std: float = INIT_STD,
     dtype: torch.dtype | str = torch.float32,
 ) -> torch.Tensor:
     """The weights ``theta[D]`` of one seed chain, bit-identical to what the strategy evaluated.
@@ -226,67 +227,84 @@ class SeedGAParams(TruncationParams):
     )
 
 
+@dataclass
+class SeedGAState:
+    """Seed chains and their mutation powers; the tensors are rebuilt from them (derived fields).
+
+    ``pending_*`` are the elite candidates awaiting re-evaluation (between ``tell`` and
+    ``tell_reevaluation``); ``best_*`` the chain of the best member so far.
+    """
+
+    chains: list[list[int]]
+    powers: list[list[float]]
+    best_chain: list[int] | None = None
+    best_powers: list[float] | None = None
+    pending_chains: list[list[int]] | None = None
+    pending_powers: list[list[float]] | None = None
+    population: torch.Tensor | None = field(default=None, init=False, repr=False)  # rows of ``chains``
+    pending_population: torch.Tensor | None = field(default=None, init=False, repr=False)
+
+
 class SeedGA(Strategy):
-    """Truncation-selection GA whose genomes are seed chains; elites chosen by re-evaluation."""
+    """Truncation-selection GA whose genomes are seed chains; elites chosen by re-evaluation.
+
+    Implements the ``HasGenome`` (``best_genome``) and ``Reevaluating``
+    (``reevaluation_request``/``tell_reevaluation``) hooks of ``neuroevo.core.contracts``.
+    """
 
     name = "seed_ga"
     Params = SeedGAParams
+    params: SeedGAParams
+    state: SeedGAState
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 256,
+        population_size: int | None = None,
         *,
+        params: BaseModel | dict[str, Any] | None = None,
         init: InitFn | Any | None = None,
-        init_std: float = 0.1,
-        truncation: int = 20,
-        elites: int = 1,
-        mutation_power: float = 0.02,
-        mutation_decay: float = 1.0,
-        mutation_min: float = 0.0,
-        elite_candidates: int = 10,
-        reeval_streams: int = 10,
+        init_std: float = INIT_STD,
         seed: int = 0,
-        on_nan: OnNan = "worst",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
         phenotype_spec: dict[str, Any] | None = None,
+        **keys: Any,
     ):
-        super().__init__(num_params, population_size, seed=seed, on_nan=on_nan)
-        if not 1 <= truncation <= population_size:
-            raise ValueError(f"truncation = {truncation}; allowed: 1..population_size ({population_size})")
-        if not 0 <= elites <= truncation:
-            raise ValueError(f"elites = {elites}; allowed: 0..truncation ({truncation})")
-        if elite_candidates < 1:
-            raise ValueError(f"elite_candidates = {elite_candidates}; allowed: >= 1")
+        """``keys`` are ``SeedGAParams`` fields (truncation, elite_candidates, ...); or pass ``params``.
+
+        ``init`` is a callable ``init(generator)``, a phenotype or a phenotype spec dict;
+        without one, members start as ``init_std * N(0, I)``.
+        """
+        p = self.params = self.resolve_params(params, population_size, keys)
+        super().__init__(num_params, p.population_size, seed=seed, on_nan=p.on_nan)
+        check_truncation(p)
         if phenotype_spec is None and hasattr(init, "spec"):
             phenotype_spec = init.spec()
         self._init = _resolve_init(init)
         self.phenotype_spec = phenotype_spec
         self.init_std = float(init_std)
-        self.truncation, self.elites = truncation, elites
-        self.mutation_power, self.mutation_decay, self.mutation_min = (
-            mutation_power,
-            mutation_decay,
-            mutation_min,
-        )
-        self.elite_candidates, self.reeval_streams = elite_candidates, reeval_streams
         self.dtype, self.device = dtype, torch.device(device)
-        self.chains: list[list[int]] = [
-            [nrandom.derive_key(self.seed, 0, i, "init")] for i in range(self.population_size)
-        ]
-        self.powers: list[list[float]] = [[] for _ in range(self.population_size)]
-        self.population = self._rebuild(self.chains, self.powers)
-        self.best_chain: list[int] | None = None
-        self.best_powers: list[float] | None = None
-        self._pending: dict[str, Any] | None = None
+        chains = [[nrandom.derive_key(self.seed, 0, i, "init")] for i in range(self.population_size)]
+        self.state = SeedGAState(chains=chains, powers=[[] for _ in range(self.population_size)])
+        self.state.population = self._rebuild(self.state.chains, self.state.powers)
 
     @classmethod
     def from_params(cls, params: SeedGAParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> SeedGA:
         """Build from validated config keys for ``phenotype`` (its size, initialiser and spec)."""
         spec = phenotype.spec() if hasattr(phenotype, "spec") else None
         kw.setdefault("phenotype_spec", spec)
-        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, **params.model_dump(), **kw)
+        return cls(phenotype.num_params, init=phenotype.init_params, seed=seed, params=params, **kw)
+
+    @property
+    def population(self) -> torch.Tensor:
+        """The population the next ``ask()`` hands out (rebuilt from the chains after a load)."""
+        return self.state.population
+
+    @property
+    def chains(self) -> list[list[int]]:
+        """The seed chain of every member of the current population."""
+        return self.state.chains
 
     # -- genomes ------------------------------------------------------------------------------
     def _rebuild(self, chains: Sequence[Sequence[int]], powers: Sequence[Sequence[float]]) -> torch.Tensor:
@@ -315,90 +333,93 @@ class SeedGA(Strategy):
 
     def genome(self, index: int) -> dict[str, Any]:
         """Genome of member ``index`` of the current population (the one ``ask`` hands out)."""
-        return self.genome_dict(self.chains[index], self.powers[index])
+        return self.genome_dict(self.state.chains[index], self.state.powers[index])
 
     @property
     def best_genome(self) -> dict[str, Any] | None:
         """The best member so far as a JSON-able seed-chain genome (``reconstruct`` rebuilds it)."""
-        if self.best_chain is None or self.best_powers is None:
+        s = self.state
+        if s.best_chain is None or s.best_powers is None:
             return None
-        return self.genome_dict(self.best_chain, self.best_powers)
+        return self.genome_dict(s.best_chain, s.best_powers)
 
     @property
     def current_mutation_power(self) -> float:
         """Power of the mutations made in this ``tell`` (children belong to generation + 1)."""
-        return max(self.mutation_min, self.mutation_power * self.mutation_decay**self.generation)
+        return mutation_power_at(self.params, self.generation)
 
     # -- ask / tell ---------------------------------------------------------------------------
+    def _drop_pending(self) -> None:
+        s = self.state
+        s.pending_chains = s.pending_powers = s.pending_population = None
+
     def _ask(self) -> torch.Tensor:
-        self._pending = None  # the runtime skipped re-evaluation: the provisional elite stays
-        return self.population
+        self._drop_pending()  # the runtime skipped re-evaluation: the provisional elite stays
+        return self.state.population
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
+        p, s = self.params, self.state
         size, gen = self.population_size, self.generation + 1  # children belong to the next generation
         if self.best is not None and self.best.generation == self.generation:
             b = int(torch.argmax(fitness))  # the member the base just recorded as best
-            self.best_chain, self.best_powers = list(self.chains[b]), list(self.powers[b])
+            s.best_chain, s.best_powers = list(s.chains[b]), list(s.powers[b])
         order = torch.argsort(fitness, descending=True, stable=True)
-        parents = order[: self.truncation].tolist()
-        members = list(range(self.elites, size))
+        parents = order[: p.truncation].tolist()
+        members = list(range(p.elites, size))
         picks = [
-            parents[int(nrandom.randint(self.truncation, 2, self.seed, gen, i, "parents")[0])]
-            for i in members
+            parents[int(nrandom.randint(p.truncation, 2, self.seed, gen, i, "parents")[0])] for i in members
         ]
         power = self.current_mutation_power
         seeds = [nrandom.derive_key(self.seed, gen, i, "mutation") for i in members]
         noise = torch.empty(len(members), self.num_params, dtype=self.dtype)
-        for row, s in enumerate(seeds):
-            _fill_noise(noise[row], s)
+        for row, seed in enumerate(seeds):
+            _fill_noise(noise[row], seed)
         pick_idx = torch.tensor(picks, dtype=torch.long, device=population.device)
         children = _mutate(population[pick_idx], noise.to(self.device), power)
-        elite_idx = order[: self.elites].tolist()
-        chains = [list(self.chains[e]) for e in elite_idx] + [
-            [*self.chains[p], s] for p, s in zip(picks, seeds, strict=True)
+        elite_idx = order[: p.elites].tolist()
+        chains = [list(s.chains[e]) for e in elite_idx] + [
+            [*s.chains[q], seed] for q, seed in zip(picks, seeds, strict=True)
         ]
-        powers = [list(self.powers[e]) for e in elite_idx] + [[*self.powers[p], power] for p in picks]
-        if self.elites:
+        powers = [list(s.powers[e]) for e in elite_idx] + [[*s.powers[q], power] for q in picks]
+        if p.elites:
             elite_t = population[torch.tensor(elite_idx, dtype=torch.long, device=population.device)]
-            self.population = torch.cat([elite_t, children])
+            s.population = torch.cat([elite_t, children])
         else:
-            self.population = children
-        self._pending = None
-        k = min(self.elite_candidates, size)
-        if self.elites and self.reeval_streams > 0 and k > self.elites:
+            s.population = children
+        self._drop_pending()
+        k = min(p.elite_candidates, size)
+        if p.elites and p.reeval_streams > 0 and k > p.elites:
             cand = order[:k].tolist()
-            self._pending = {
-                "chains": [list(self.chains[c]) for c in cand],
-                "powers": [list(self.powers[c]) for c in cand],
-                "population": population[torch.tensor(cand, dtype=torch.long, device=population.device)],
-            }
-        self.chains, self.powers = chains, powers
+            s.pending_chains = [list(s.chains[c]) for c in cand]
+            s.pending_powers = [list(s.powers[c]) for c in cand]
+            s.pending_population = population[torch.tensor(cand, dtype=torch.long, device=population.device)]
+        s.chains, s.powers = chains, powers
         return {"mutation_power": power, "chain_length_max": float(max(len(c) for c in chains))}
 
     # -- elite re-evaluation (called by the runtime right after tell) ---------------------------
     def reevaluation_request(self) -> tuple[torch.Tensor, int] | None:
         """``(candidates[k, D], n)``: evaluate the elite candidates on streams 1..n, or None."""
-        if self._pending is None:
+        if self.state.pending_population is None:
             return None
-        return self._pending["population"], self.reeval_streams
+        return self.state.pending_population, self.params.reeval_streams
 
     def tell_reevaluation(self, values: torch.Tensor | Sequence[float]) -> dict[str, float]:
         """Keep the ``elites`` candidates with the highest mean fitness over the extra streams."""
-        if self._pending is None:
+        s = self.state
+        if s.pending_population is None or s.pending_chains is None or s.pending_powers is None:
             raise RuntimeError("tell_reevaluation() without a pending reevaluation_request()")
-        cand = self._pending
         values = torch.as_tensor(values).detach().to("cpu", torch.float64).reshape(-1)
-        if values.numel() != len(cand["chains"]):
+        if values.numel() != len(s.pending_chains):
             raise ValueError(
-                f"tell_reevaluation got {values.numel()} values; there are {len(cand['chains'])} candidates"
+                f"tell_reevaluation got {values.numel()} values; there are {len(s.pending_chains)} candidates"
             )
         values = torch.where(torch.isfinite(values), values, torch.full_like(values, -torch.inf))
-        keep = torch.argsort(values, descending=True, stable=True)[: self.elites].tolist()
+        keep = torch.argsort(values, descending=True, stable=True)[: self.params.elites].tolist()
         for slot, c in enumerate(keep):
-            self.chains[slot] = list(cand["chains"][c])
-            self.powers[slot] = list(cand["powers"][c])
-            self.population[slot] = cand["population"][c]
-        self._pending = None
+            s.chains[slot] = list(s.pending_chains[c])
+            s.powers[slot] = list(s.pending_powers[c])
+            s.population[slot] = s.pending_population[c]
+        self._drop_pending()
         return {"elite_reeval_fitness": float(values[keep[0]]), "elite_candidate": float(keep[0])}
 
     # -- state ----------------------------------------------------------------------------------
@@ -409,46 +430,26 @@ class SeedGA(Strategy):
             state["best"] = {**state["best"], "params": None}
         return state
 
-    def _state(self) -> dict[str, Any]:
-        pending = None
-        if self._pending is not None:
-            pending = {"chains": self._pending["chains"], "powers": self._pending["powers"]}
-        return {
-            "chains": [list(c) for c in self.chains],
-            "powers": [list(p) for p in self.powers],
-            "best_chain": None if self.best_chain is None else list(self.best_chain),
-            "best_powers": None if self.best_powers is None else list(self.best_powers),
-            "pending": pending,
-        }
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.chains = [[int(s) for s in c] for c in state["chains"]]
-        self.powers = [[float(p) for p in pw] for pw in state["powers"]]
-        if len(self.chains) != self.population_size:
+    def _restore(self) -> None:
+        """Rebuild the population, the pending candidates and the best member from their chains."""
+        s = self.state
+        if len(s.chains) != self.population_size:
             raise ValueError(
-                f"checkpoint has {len(self.chains)} chains; population_size is {self.population_size}"
+                f"checkpoint has {len(s.chains)} chains; population_size is {self.population_size}"
             )
-        self.best_chain = None if state.get("best_chain") is None else [int(s) for s in state["best_chain"]]
-        self.best_powers = (
-            None if state.get("best_powers") is None else [float(p) for p in state["best_powers"]]
-        )
-        pending = state.get("pending")
-        chains, powers = list(self.chains), list(self.powers)
-        if pending is not None:
-            chains += [[int(s) for s in c] for c in pending["chains"]]
-            powers += [[float(p) for p in pw] for pw in pending["powers"]]
-        if self.best_chain is not None and self.best_powers is not None:
-            chains.append(self.best_chain)
-            powers.append(self.best_powers)
+        chains, powers = list(s.chains), list(s.powers)
+        k = 0
+        if s.pending_chains is not None and s.pending_powers is not None:
+            k = len(s.pending_chains)
+            chains += s.pending_chains
+            powers += s.pending_powers
+        if s.best_chain is not None and s.best_powers is not None:
+            chains.append(s.best_chain)
+            powers.append(s.best_powers)
         rows = self._rebuild(chains, powers)
-        self.population = rows[: self.population_size].clone()
-        self._pending = None
-        if pending is not None:
-            k = len(pending["chains"])
-            self._pending = {
-                "chains": chains[self.population_size : self.population_size + k],
-                "powers": powers[self.population_size : self.population_size + k],
-                "population": rows[self.population_size : self.population_size + k].clone(),
-            }
-        if self.best is not None and self.best_chain is not None:
+        size = self.population_size
+        s.population = rows[:size].clone()
+        if s.pending_chains is not None:
+            s.pending_population = rows[size : size + k].clone()
+        if self.best is not None and s.best_chain is not None:
             self.best = Best(rows[-1].clone(), self.best.fitness, self.best.generation)

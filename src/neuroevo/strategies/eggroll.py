@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -48,23 +48,27 @@ class EggrollParams(OpenESParams):
 
 
 class EGGROLL(OpenES):
-    """Low-rank antithetic ES over the weight matrices named by ``slots``; OpenES everywhere else."""
+    """Low-rank antithetic ES over the weight matrices named by ``slots``; OpenES everywhere else.
+
+    The search state is OpenES's (``OpenESState``); ``slots`` come from the phenotype.
+    """
 
     population_kind = PopulationKind.LOWRANK
 
     name = "eggroll"
     Params = EggrollParams
+    params: EggrollParams
+    population_kind: ClassVar[PopulationKind] = PopulationKind.LOWRANK
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 256,
+        population_size: int | None = None,
         *,
         slots: Sequence[Slot],
-        rank: int = 1,
         **options: Any,
     ):
-        """``options`` are OpenES's: centre/init, sigma and its decay, lr and its schedule, optimiser, ..."""
+        """``options``: OpenES's (centre/init, seed, dtype, device, ``params``) and ``EggrollParams`` keys."""
         super().__init__(num_params, population_size, **options)
         self.slots = [(int(o), int(r), int(c)) for o, r, c in slots]
         for offset, rows, cols in self.slots:
@@ -72,8 +76,7 @@ class EGGROLL(OpenES):
                 raise ValueError(
                     f"matrix slot {(offset, rows, cols)} lies outside the {num_params} parameters"
                 )
-        self.rank = int(rank)
-        self.ranks = slot_ranks(self.slots, self.rank)
+        self.ranks = slot_ranks(self.slots, self.params.rank)
         self.vector_index = vector_index(num_params, self.slots).to(self.device)
 
     @classmethod
@@ -90,13 +93,13 @@ class EGGROLL(OpenES):
             slots=phenotype.lowrank_slots(),
             init=phenotype.init_params,
             seed=seed,
-            **params.model_dump(),
+            params=params,
             **kw,
         )
 
     @property
     def pairs(self) -> int:
-        return self.population_size // 2 if self.antithetic else self.population_size
+        return self.population_size // 2 if self.params.antithetic else self.population_size
 
     def noise_length(self) -> int:
         """Numbers drawn per pair: the factors of every matrix plus the other entries."""
@@ -114,8 +117,8 @@ class EGGROLL(OpenES):
             b.append(noise[:, col : col + cols * r].view(-1, cols, r))
             col += cols * r
         return LowRankPopulation(
-            center=self._center,
-            sigma=self.sigma,
+            center=self.state.center,
+            sigma=self.state.sigma,
             slots=self.slots,
             ranks=self.ranks,
             a=a,
@@ -123,7 +126,7 @@ class EGGROLL(OpenES):
             vector_index=self.vector_index,
             vector_noise=noise[:, col:],
             size=self.population_size,
-            antithetic=self.antithetic,
+            antithetic=self.params.antithetic,
             seed=self.seed,
             generation=self.generation,
         )
@@ -134,7 +137,7 @@ class EGGROLL(OpenES):
 
     def gradient(self, population: LowRankPopulation, weights: torch.Tensor) -> torch.Tensor:
         """``1 / (P sigma) sum_i w_i eps_i`` as a flat ``[D]`` vector, each matrix block one matmul."""
-        if self.antithetic:
+        if self.params.antithetic:
             weights = weights[: self.pairs] - weights[self.pairs :]
         scale = 1.0 / (self.population_size * population.sigma)
         grad = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)

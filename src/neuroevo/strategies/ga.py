@@ -10,15 +10,19 @@ crossover). Generation 0 draws every member from the phenotype's initialiser.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+from neuroevo.strategies.base import Strategy, StrategyParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
+#: std of the Gaussian initial population when no initialiser is given (not a config key:
+#: configs always initialise from the phenotype)
+INIT_STD = 0.1
 
 
 class TruncationParams(StrategyParams):
@@ -31,8 +35,28 @@ class TruncationParams(StrategyParams):
     mutation_min: float = Field(0.0, ge=0, description="floor of the decayed mutation power")
 
 
+def check_truncation(p: TruncationParams) -> None:
+    """The bounds that involve two keys: 1 <= truncation <= population_size, elites <= truncation."""
+    if not 1 <= p.truncation <= p.population_size:
+        raise ValueError(f"truncation = {p.truncation}; allowed: 1..population_size ({p.population_size})")
+    if not 0 <= p.elites <= p.truncation:
+        raise ValueError(f"elites = {p.elites}; allowed: 0..truncation ({p.truncation})")
+
+
+def mutation_power_at(p: TruncationParams, generation: int) -> float:
+    """``max(mutation_min, mutation_power * mutation_decay ** generation)``."""
+    return max(p.mutation_min, p.mutation_power * p.mutation_decay**generation)
+
+
 class GAParams(TruncationParams):
     crossover_prob: float = Field(0.0, ge=0, le=1, description="chance a child is a uniform crossover")
+
+
+@dataclass
+class GAState:
+    """The current population ``[P, D]`` (the parents of the next generation)."""
+
+    population: torch.Tensor
 
 
 class GA(Strategy):
@@ -40,39 +64,33 @@ class GA(Strategy):
 
     name = "ga"
     Params = GAParams
+    params: GAParams
+    state: GAState
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 256,
+        population_size: int | None = None,
         *,
+        params: BaseModel | dict[str, Any] | None = None,
         init: InitFn | torch.Tensor | None = None,
-        init_std: float = 0.1,
-        truncation: int = 20,
-        elites: int = 1,
-        mutation_power: float = 0.02,
-        mutation_decay: float = 1.0,
-        mutation_min: float = 0.0,
-        crossover_prob: float = 0.0,
+        init_std: float = INIT_STD,
         seed: int = 0,
-        on_nan: OnNan = "worst",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        **keys: Any,
     ):
-        super().__init__(num_params, population_size, seed=seed, on_nan=on_nan)
-        if not 1 <= truncation <= population_size:
-            raise ValueError(f"truncation = {truncation}; allowed: 1..population_size ({population_size})")
-        if not 0 <= elites <= truncation:
-            raise ValueError(f"elites = {elites}; allowed: 0..truncation ({truncation})")
-        self.truncation = truncation
-        self.elites = elites
-        self.mutation_power = mutation_power
-        self.mutation_decay = mutation_decay
-        self.mutation_min = mutation_min
-        self.crossover_prob = crossover_prob
+        """``keys`` are ``GAParams`` fields (truncation, elites, mutation_power, ...); or pass ``params``.
+
+        ``init`` is an initialiser ``init(generator)`` (one call per member) or a base vector
+        that gets ``init_std * N(0, I)`` per member (zeros when None).
+        """
+        p = self.params = self.resolve_params(params, population_size, keys)
+        super().__init__(num_params, p.population_size, seed=seed, on_nan=p.on_nan)
+        check_truncation(p)
         self.dtype = dtype
         self.device = torch.device(device)
-        self.population = self._initial_population(init, init_std)
+        self.state = GAState(population=self._initial_population(init, init_std))
 
     def _initial_population(self, init: InitFn | torch.Tensor | None, init_std: float) -> torch.Tensor:
         size, dim = self.population_size, self.num_params
@@ -87,25 +105,29 @@ class GA(Strategy):
         return pop.to(self.dtype).to(self.device)
 
     @property
+    def population(self) -> torch.Tensor:
+        """The population the next ``ask()`` hands out."""
+        return self.state.population
+
+    @property
     def current_mutation_power(self) -> float:
-        return max(self.mutation_min, self.mutation_power * self.mutation_decay**self.generation)
+        return mutation_power_at(self.params, self.generation)
 
     def _ask(self) -> torch.Tensor:
-        return self.population
+        return self.state.population
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
+        p = self.params
         size, gen = self.population_size, self.generation + 1  # children belong to the next generation
         order = torch.argsort(fitness, descending=True, stable=True)
-        parents = order[: self.truncation].to(self.device)
-        n_children = size - self.elites
-        members = range(self.elites, size)
-        pick = torch.stack(
-            [nrandom.randint(self.truncation, 2, self.seed, gen, i, "parents") for i in members]
-        )
+        parents = order[: p.truncation].to(self.device)
+        n_children = size - p.elites
+        members = range(p.elites, size)
+        pick = torch.stack([nrandom.randint(p.truncation, 2, self.seed, gen, i, "parents") for i in members])
         first = population[parents[pick[:, 0]]]
-        if self.crossover_prob > 0:
+        if p.crossover_prob > 0:
             coins = torch.stack([nrandom.uniform(1, self.seed, gen, i, "crossover") for i in members])
-            do_cross = (coins[:, 0] < self.crossover_prob).to(self.device)
+            do_cross = (coins[:, 0] < p.crossover_prob).to(self.device)
             second = population[parents[pick[:, 1]]]
             masks = torch.stack(
                 [nrandom.uniform(self.num_params, self.seed, gen, i, "crossover-mask") < 0.5 for i in members]
@@ -117,14 +139,8 @@ class GA(Strategy):
             members, self.num_params, self.seed, gen, "mutation", dtype=self.dtype
         )
         children = first + power * noise.to(self.device)
-        self.population = (
-            torch.cat([population[parents[: self.elites]], children]) if self.elites else children
+        self.state.population = (
+            torch.cat([population[parents[: p.elites]], children]) if p.elites else children
         )
-        assert self.population.shape[0] == size and n_children == children.shape[0]
+        assert self.state.population.shape[0] == size and n_children == children.shape[0]
         return {"mutation_power": power}
-
-    def _state(self) -> dict[str, Any]:
-        return {"population": self.population}
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.population = state["population"].to(self.dtype).to(self.device).clone()

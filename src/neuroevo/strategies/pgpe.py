@@ -20,56 +20,68 @@ to ``|v| <= max_speed``; the paper recommends ``lr = max_speed / 2``. Adam and S
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.shaping import shape_fitness
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
-from neuroevo.strategies.optim import Optimizer
+from neuroevo.strategies.base import ShapingName, Strategy, StrategyParams
+from neuroevo.strategies.optim import MomentState, MomentumParams, Optimizer
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 PGPEOptimizer = Literal["clipup", "adam", "sgd"]
 
 
+@dataclass
+class ClipUpState:
+    """ClipUp's velocity (float64, CPU)."""
+
+    velocity: torch.Tensor
+
+
 class ClipUp:
     """ClipUp (Toklu et al. 2020): normalised gradient step, heavy-ball momentum, speed limit."""
 
-    def __init__(self, num_params: int, *, momentum: float = 0.9, max_speed: float = 0.3):
+    def __init__(self, *, momentum: float = 0.9, max_speed: float = 0.3):
         self.momentum, self.max_speed = momentum, max_speed
-        self.velocity = torch.zeros(num_params, dtype=torch.float64)
 
-    def step(self, grad: torch.Tensor, lr: float) -> torch.Tensor:
-        """The update to ADD to the parameters for ascent direction ``grad``."""
+    def init_state(self, num_params: int) -> ClipUpState:
+        return ClipUpState(velocity=torch.zeros(num_params, dtype=torch.float64))
+
+    def step(self, state: ClipUpState, grad: torch.Tensor, lr: float) -> torch.Tensor:
+        """The update to ADD to the parameters for ascent direction ``grad`` (advances ``state``)."""
         norm = grad.norm()
         direction = grad / norm if norm > 0 else grad
-        self.velocity.mul_(self.momentum).add_(direction, alpha=lr)
-        speed = self.velocity.norm()
+        state.velocity.mul_(self.momentum).add_(direction, alpha=lr)
+        speed = state.velocity.norm()
         if speed > self.max_speed:
-            self.velocity.mul_(self.max_speed / speed)
-        return self.velocity.clone()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"velocity": self.velocity}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.velocity = state["velocity"].to(torch.float64).cpu().clone()
+            state.velocity.mul_(self.max_speed / speed)
+        return state.velocity.clone()
 
 
-class PGPEParams(StrategyParams):
+class PGPEParams(MomentumParams, StrategyParams):
     sigma: float = Field(0.1, gt=0, description="initial std of every coordinate")
     optimizer: PGPEOptimizer = Field("clipup", description="optimiser of the mean: clipup | adam | sgd")
     lr: float = Field(0.15, gt=0, description="step size of the mean (ClipUp: max_speed / 2)")
     max_speed: float | None = Field(None, gt=0, description="ClipUp velocity limit; None = 2 * lr")
-    momentum: float = Field(0.9, ge=0, lt=1, description="ClipUp and SGD momentum")
-    beta1: float = Field(0.9, ge=0, lt=1, description="Adam")
-    beta2: float = Field(0.999, ge=0, lt=1, description="Adam")
     lr_sigma: float = Field(0.1, ge=0, description="step size of sigma")
     sigma_max_change: float = Field(0.2, gt=0, description="largest relative change of sigma per step")
     sigma_min: float = Field(0.0, ge=0, description="floor on every coordinate's std")
-    shaping: str = Field("centered_rank", description="centered_rank | z_score | raw")
+    shaping: ShapingName = Field(
+        "centered_rank", description="fitness shaping: centered_rank | z_score | raw"
+    )
+
+
+@dataclass
+class PGPEState:
+    """The search distribution ``N(mean, diag(sigma^2))`` (float64, CPU) and the optimiser's state."""
+
+    mean: torch.Tensor
+    sigma: torch.Tensor
+    optimizer: ClipUpState | MomentState
 
 
 class PGPE(Strategy):
@@ -77,87 +89,70 @@ class PGPE(Strategy):
 
     name = "pgpe"
     Params = PGPEParams
+    params: PGPEParams
+    state: PGPEState
 
     def __init__(
         self,
         num_params: int,
-        population_size: int = 256,
+        population_size: int | None = None,
         *,
+        params: BaseModel | dict[str, Any] | None = None,
         center: torch.Tensor | None = None,
         init: InitFn | None = None,
-        sigma: float | torch.Tensor = 0.1,
-        optimizer: PGPEOptimizer = "clipup",
-        lr: float = 0.15,
-        max_speed: float | None = None,
-        momentum: float = 0.9,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        lr_sigma: float = 0.1,
-        sigma_max_change: float = 0.2,
-        sigma_min: float = 0.0,
-        shaping: str = "centered_rank",
         seed: int = 0,
-        on_nan: OnNan = "worst",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        **keys: Any,
     ):
-        super().__init__(num_params, population_size, seed=seed, on_nan=on_nan)
-        if population_size % 2:
-            raise ValueError(f"population_size = {population_size}; symmetric sampling needs an even number")
+        """``keys`` are ``PGPEParams`` fields (sigma, lr, optimizer, ...), validated once; or ``params``."""
+        p = self.params = self.resolve_params(params, population_size, keys)
+        super().__init__(num_params, p.population_size, seed=seed, on_nan=p.on_nan)
+        if p.population_size % 2:
+            raise ValueError(
+                f"population_size = {p.population_size}; symmetric sampling needs an even number"
+            )
         self.dtype, self.device = dtype, torch.device(device)
         if center is None:
             center = init(nrandom.member_generator(seed, 0, 0, "init")) if init else torch.zeros(num_params)
-        self.mean = torch.as_tensor(center).reshape(-1).to(torch.float64).cpu().clone()
-        if self.mean.numel() != num_params:
-            raise ValueError(f"center has {self.mean.numel()} entries; expected {num_params}")
-        self.sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(num_params).clone()
-        self.lr, self.lr_sigma = lr, lr_sigma
-        self.sigma_max_change, self.sigma_min, self.shaping = sigma_max_change, sigma_min, shaping
-        shape_fitness(torch.zeros(2), shaping)  # fail early on an unknown shaping
-        if optimizer == "clipup":
-            self.optimizer: ClipUp | Optimizer = ClipUp(
-                num_params, momentum=momentum, max_speed=2 * lr if max_speed is None else max_speed
-            )
-        elif optimizer in ("adam", "sgd"):
-            self.optimizer = Optimizer(
-                optimizer, num_params, beta1=beta1, beta2=beta2, momentum=momentum, dtype=torch.float64
-            )
+        mean = torch.as_tensor(center).reshape(-1).to(torch.float64).cpu().clone()
+        if mean.numel() != num_params:
+            raise ValueError(f"center has {mean.numel()} entries; expected {num_params}")
+        if p.optimizer == "clipup":
+            max_speed = 2 * p.lr if p.max_speed is None else p.max_speed
+            self.optimizer: ClipUp | Optimizer = ClipUp(momentum=p.momentum, max_speed=max_speed)
+            moments: ClipUpState | MomentState = self.optimizer.init_state(num_params)
         else:
-            raise ValueError(f"optimizer = {optimizer!r}; allowed: clipup, adam, sgd")
+            self.optimizer = Optimizer(p.optimizer, beta1=p.beta1, beta2=p.beta2, momentum=p.momentum)
+            moments = self.optimizer.init_state(num_params, torch.float64)
+        sigma = torch.as_tensor(p.sigma, dtype=torch.float64).expand(num_params).clone()
+        self.state = PGPEState(mean=mean, sigma=sigma, optimizer=moments)
         self._eps: torch.Tensor | None = None
 
     @property
     def center(self) -> torch.Tensor:
-        return self.mean.to(self.dtype).to(self.device)
+        return self.state.mean.to(self.dtype).to(self.device)
 
     def _ask(self) -> torch.Tensor:
-        pairs = self.population_size // 2
+        pairs, s = self.population_size // 2, self.state
         noise = nrandom.population_normal(
             pairs, self.num_params, self.seed, self.generation, "noise", dtype=torch.float64
         )
-        self._eps = self.sigma * noise
-        return torch.cat([self.mean + self._eps, self.mean - self._eps]).to(self.dtype).to(self.device)
+        self._eps = s.sigma * noise
+        return torch.cat([s.mean + self._eps, s.mean - self._eps]).to(self.dtype).to(self.device)
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
+        p, s = self.params, self.state
         eps, pairs = self._eps, self.population_size // 2
-        r = shape_fitness(fitness, self.shaping).to(torch.float64)
+        r = shape_fitness(fitness, p.shaping).to(torch.float64)
         r_plus, r_minus = r[:pairs], r[pairs:]
         grad_mean = ((r_plus - r_minus) / 2) @ eps / pairs
         baseline = r.mean()
-        grad_sigma = ((r_plus + r_minus) / 2 - baseline) @ ((eps * eps - self.sigma**2) / self.sigma) / pairs
-        self.mean += self.optimizer.step(grad_mean, self.lr)
-        limit = self.sigma_max_change * self.sigma
-        self.sigma += torch.clamp(self.lr_sigma * grad_sigma, -limit, limit)
-        if self.sigma_min:
-            self.sigma.clamp_(min=self.sigma_min)
+        grad_sigma = ((r_plus + r_minus) / 2 - baseline) @ ((eps * eps - s.sigma**2) / s.sigma) / pairs
+        s.mean += self.optimizer.step(s.optimizer, grad_mean, p.lr)
+        limit = p.sigma_max_change * s.sigma
+        s.sigma += torch.clamp(p.lr_sigma * grad_sigma, -limit, limit)
+        if p.sigma_min:
+            s.sigma.clamp_(min=p.sigma_min)
         self._eps = None
-        return {"sigma_mean": float(self.sigma.mean()), "grad_norm": float(grad_mean.norm())}
-
-    def _state(self) -> dict[str, Any]:
-        return {"mean": self.mean, "sigma": self.sigma, "optimizer": self.optimizer.state_dict()}
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.mean = state["mean"].to(torch.float64).cpu().clone()
-        self.sigma = state["sigma"].to(torch.float64).cpu().clone()
-        self.optimizer.load_state_dict(state["optimizer"])
-        self._eps = None
+        return {"sigma_mean": float(s.sigma.mean()), "grad_norm": float(grad_mean.norm())}

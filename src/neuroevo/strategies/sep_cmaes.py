@@ -13,7 +13,7 @@ The paper uses positive recombination weights only, so ``active`` defaults to fa
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 import torch
 from pydantic import Field
@@ -25,49 +25,50 @@ class SepCMAESParams(CMAESParams):
     active: bool = Field(False, description="negative weights for the worse half (not in the paper)")
 
 
+@dataclass
+class DiagonalCovariance:
+    """The diagonal ``C`` of the covariance; ``D = sqrt(C)`` is derived from it."""
+
+    C: torch.Tensor
+    D: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.D = self.C.sqrt()
+
+
 class SepCMAES(CMAES):
     """CMA-ES with a diagonal covariance matrix and faster covariance learning rates."""
 
     name = "sep_cmaes"
     Params = SepCMAESParams
-
-    def __init__(self, num_params: int, population_size: int | None = None, **kw: Any):
-        kw.setdefault("active", False)
-        super().__init__(num_params, population_size, **kw)
+    params: SepCMAESParams
 
     def _scale_learning_rates(self) -> None:
         factor = (self.num_params + 2) / 3
         self.c_1 = min(1.0, self.c_1 * factor)
         self.c_mu = min(1.0 - self.c_1, self.c_mu * factor)
 
-    def _init_covariance(self) -> None:
-        self.C = torch.ones(self.num_params, dtype=F64)  # the diagonal
-        self.D = torch.ones(self.num_params, dtype=F64)
+    def _new_covariance(self) -> DiagonalCovariance:
+        return DiagonalCovariance(C=torch.ones(self.num_params, dtype=F64))
 
     def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.D
+        return z * self.state.covariance.D
 
     def _whiten(self, y: torch.Tensor) -> torch.Tensor:
-        return y / self.D
+        return y / self.state.covariance.D
 
     def _update_covariance(
         self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
     ) -> None:
-        self.C.mul_(decay).add_(p_c * p_c, alpha=self.c_1).add_(w @ (y * y), alpha=self.c_mu)
-        self.C.clamp_(min=1e-300)
-        self.D = self.C.sqrt()
+        cov = self.state.covariance
+        cov.C.mul_(decay).add_(p_c * p_c, alpha=self.c_1).add_(w @ (y * y), alpha=self.c_mu)
+        cov.C.clamp_(min=1e-300)
+        cov.D = cov.C.sqrt()
 
     def _diag_c(self) -> torch.Tensor:
-        return self.C
+        return self.state.covariance.C
 
     def _axis(self, i: int) -> torch.Tensor:
         axis = torch.zeros(self.num_params, dtype=F64)
-        axis[i] = self.D[i]
+        axis[i] = self.state.covariance.D[i]
         return axis
-
-    def _covariance_state(self) -> dict[str, Any]:
-        return {"C": self.C}
-
-    def _load_covariance(self, state: dict[str, Any]) -> None:
-        self.C = state["C"].to(F64).cpu().clone()
-        self.D = self.C.sqrt()

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+from neuroevo.strategies.base import Strategy, StrategyParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
@@ -64,71 +65,73 @@ class SNESParams(StrategyParams):
     sigma_min: float = Field(0.0, ge=0, description="floor on every coordinate's std")
 
 
+@dataclass
+class SNESState:
+    """The search distribution ``N(mean, diag(sigma^2))``, both float64 on the CPU."""
+
+    mean: torch.Tensor
+    sigma: torch.Tensor
+
+
 class SNES(Strategy):
     """Separable NES: natural-gradient ascent on the mean and per-coordinate log-std."""
 
     name = "snes"
     Params = SNESParams
+    params: SNESParams
+    state: SNESState
 
     def __init__(
         self,
         num_params: int,
         population_size: int | None = None,
         *,
+        params: BaseModel | dict[str, Any] | None = None,
         center: torch.Tensor | None = None,
         init: InitFn | None = None,
-        sigma: float | torch.Tensor = 0.1,
-        lr_mean: float | None = None,
-        lr_sigma: float | None = None,
-        sigma_min: float = 0.0,
         seed: int = 0,
-        on_nan: OnNan = "worst",
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        **keys: Any,
     ):
-        population_size = population_size or default_population_size(num_params)
-        super().__init__(num_params, population_size, seed=seed, on_nan=on_nan)
+        """``keys`` are ``SNESParams`` fields (sigma, lr_mean, ...), validated once; or pass ``params``."""
+        p = self.params = self.resolve_params(params, population_size, keys)
+        size = p.population_size or default_population_size(num_params)
+        super().__init__(num_params, size, seed=seed, on_nan=p.on_nan)
         self.dtype, self.device = dtype, torch.device(device)
         if center is None:
             center = init(nrandom.member_generator(seed, 0, 0, "init")) if init else torch.zeros(num_params)
         # the distribution is kept in float64; members are handed out in ``dtype``
-        self.mean = torch.as_tensor(center).reshape(-1).to(torch.float64).cpu().clone()
-        if self.mean.numel() != num_params:
-            raise ValueError(f"center has {self.mean.numel()} entries; expected {num_params}")
-        self.sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(num_params).clone()
+        mean = torch.as_tensor(center).reshape(-1).to(torch.float64).cpu().clone()
+        if mean.numel() != num_params:
+            raise ValueError(f"center has {mean.numel()} entries; expected {num_params}")
+        sigma = torch.as_tensor(p.sigma, dtype=torch.float64).expand(num_params).clone()
+        self.state = SNESState(mean=mean, sigma=sigma)
         d = num_params
-        self.lr_mean = 1.0 if lr_mean is None else float(lr_mean)
-        self.lr_sigma = (3 + math.log(d)) / (5 * math.sqrt(d)) if lr_sigma is None else float(lr_sigma)
-        self.sigma_min = float(sigma_min)
+        # the paper's learning rates where the config leaves them open
+        self.lr_mean = 1.0 if p.lr_mean is None else float(p.lr_mean)
+        self.lr_sigma = (3 + math.log(d)) / (5 * math.sqrt(d)) if p.lr_sigma is None else float(p.lr_sigma)
         self._s: torch.Tensor | None = None
 
     @property
     def center(self) -> torch.Tensor:
-        return self.mean.to(self.dtype).to(self.device)
+        return self.state.mean.to(self.dtype).to(self.device)
 
     def _ask(self) -> torch.Tensor:
         s = nrandom.population_normal(
             self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=torch.float64
         )
         self._s = s
-        return (self.mean + self.sigma * s).to(self.dtype).to(self.device)
+        return (self.state.mean + self.state.sigma * s).to(self.dtype).to(self.device)
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
-        s = self._s
+        s, state = self._s, self.state
         u = nes_utilities(fitness)
         grad_mean = u @ s
         grad_sigma = u @ (s * s - 1.0)
-        self.mean += self.lr_mean * self.sigma * grad_mean
-        self.sigma *= torch.exp(0.5 * self.lr_sigma * grad_sigma)
-        if self.sigma_min:
-            self.sigma.clamp_(min=self.sigma_min)
+        state.mean += self.lr_mean * state.sigma * grad_mean
+        state.sigma *= torch.exp(0.5 * self.lr_sigma * grad_sigma)
+        if self.params.sigma_min:
+            state.sigma.clamp_(min=self.params.sigma_min)
         self._s = None
-        return {"sigma_mean": float(self.sigma.mean()), "sigma_max": float(self.sigma.max())}
-
-    def _state(self) -> dict[str, Any]:
-        return {"mean": self.mean, "sigma": self.sigma}
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.mean = state["mean"].to(torch.float64).cpu().clone()
-        self.sigma = state["sigma"].to(torch.float64).cpu().clone()
-        self._s = None
+        return {"sigma_mean": float(state.sigma.mean()), "sigma_max": float(state.sigma.max())}

@@ -19,11 +19,7 @@ A path to a ``.py`` file is resolved against the current directory.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -31,6 +27,7 @@ from pydantic import Field
 
 from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError, FitnessEvaluationError
+from neuroevo.core.imports import load_object
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 
@@ -100,44 +97,7 @@ class FunctionTask(Task):
 
 def load_callable(path: str) -> Callable[..., Any]:
     """Import ``'package.module:attribute'`` or ``'path/to/file.py:attribute'``; one-line ConfigError."""
-    module_name, _, attr = path.rpartition(":")
-    if not module_name or not attr:
-        raise ConfigError(
-            f"task.function = {path!r}; allowed: 'mypkg.fitness:score' or 'path/to/file.py:score'"
-        )
-    try:
-        if module_name.endswith(".py"):
-            module = _load_file(Path(module_name))
-        else:
-            module = importlib.import_module(module_name)
-    except ConfigError:
-        raise
-    except Exception as exc:  # a user's module may raise anything while it is imported
-        raise ConfigError(
-            f"task.function = {path!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})"
-        ) from None
-    fn = getattr(module, attr, None)
+    fn = load_object(path, "task.function")
     if not callable(fn):
-        raise ConfigError(f"task.function = {path!r}: {module_name} has no callable {attr!r}")
+        raise ConfigError(f"task.function = {path!r}: {type(fn).__name__} is not callable")
     return fn
-
-
-def _load_file(file: Path) -> Any:
-    """Import a ``.py`` file by path (once per process: a second load returns the same module)."""
-    resolved = file.expanduser().resolve()
-    if not resolved.is_file():
-        raise ConfigError(f"task.function: file {str(file)!r} does not exist (relative to {Path.cwd()})")
-    name = f"neuroevo_user_{resolved.stem}_{abs(hash(str(resolved))):x}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, resolved)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"task.function: cannot load {str(file)!r} as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module

@@ -33,6 +33,7 @@ from neuroevo.tasks.base import TaskParams
 from neuroevo.tasks.control.normalization import RunningObsNorm
 from neuroevo.tasks.control.policy import map_actions, population_size
 from neuroevo.tasks.control.task import EpisodicTask, Rollout
+from neuroevo.tasks.gym_make import make_env
 
 Vectorization = Literal["sync", "async"]
 
@@ -124,9 +125,20 @@ class GymTask(EpisodicTask):
         self.obs_norm = RunningObsNorm(self.in_features, enabled=p.normalize_obs, device=self.device)
         self._vector_envs: dict[int, gymnasium.vector.VectorEnv] = {}
 
+    def action_io(self) -> dict[str, Any]:
+        space, io = self.action_space, {}
+        if isinstance(self.observation_space, spaces.Discrete):
+            io["input"] = [{"one_hot": {"n": self.in_features}}]
+        if isinstance(space, spaces.Discrete):
+            io["output"] = {"discrete": {"n": int(space.n), "start": int(space.start)}}
+        else:
+            low, high, bounded = self.action_low.tolist(), self.action_high.tolist(), self._bounded.tolist()
+            io["output"] = {"box": {"low": low, "high": high, "bounded": bounded}}
+        return io
+
     # -- environments ---------------------------------------------------------------------------------
     def _make(self) -> gymnasium.Env:
-        return gymnasium.make(self.env_id, max_episode_steps=self.max_steps, **self.env_kwargs)
+        return make_env(self.env_id, "task.env", max_episode_steps=self.max_steps, **self.env_kwargs)
 
     def _vector_env(self, n: int) -> gymnasium.vector.VectorEnv:
         env = self._vector_envs.get(n)

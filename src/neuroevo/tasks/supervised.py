@@ -68,7 +68,7 @@ class SupervisedTask(Task):
     ):
         if metric not in ALLOWED_METRICS[kind]:
             raise ConfigError(
-                f"metric = {metric!r} for a {kind} task; allowed: {', '.join(ALLOWED_METRICS[kind])}"
+                f"task.metric = {metric!r} for a {kind} task; allowed: {', '.join(ALLOWED_METRICS[kind])}"
             )
         self.device = torch.device(device)
         self.kind, self.metric, self.batch_size, self.seed = kind, metric, int(batch_size), int(seed)
@@ -200,15 +200,25 @@ def regression_data(
     return x, REGRESSION_FUNCTIONS[function](x)
 
 
+def split_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded (train, validation) row indices of a data set of ``n`` rows."""
+    gen = nrandom.member_generator(seed, 0, 0, "split")
+    order = torch.randperm(n, generator=gen)
+    n_val = max(1, int(round(fraction * n)))
+    return order[n_val:], order[:n_val]
+
+
+def standardization(x_train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` of the training features (std floored at 1e-6 for constant pixels)."""
+    return x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+
+
 def split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int, standardize: bool):
     """A seeded train/validation split, features standardised with the train statistics."""
-    gen = nrandom.member_generator(seed, 0, 0, "split")
-    order = torch.randperm(x.shape[0], generator=gen)
-    n_val = max(1, int(round(fraction * x.shape[0])))
-    val, train = order[:n_val], order[n_val:]
+    train, val = split_indices(x.shape[0], fraction, seed)
     x_train, x_val = x[train], x[val]
     if standardize:
-        mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+        mean, std = standardization(x_train)
         x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
     return x_train, y[train], x_val, y[val]
 
@@ -313,6 +323,8 @@ class SklearnTask(SupervisedTask):
         self.params = p = self.params_from(params, **keys)
         x, y = _sklearn(self.dataset)
         parts = split(x, y, p.validation_fraction, p.split_seed, p.standardize)
+        train, _ = split_indices(x.shape[0], p.validation_fraction, p.split_seed)
+        self.input_stats = standardization(x[train]) if p.standardize else None
         super().__init__(
             *parts,
             kind="multiclass",
@@ -321,6 +333,18 @@ class SklearnTask(SupervisedTask):
             seed=seed,
             device=device,
         )
+
+    def export_io(self) -> dict[str, Any]:
+        """The ``ExportsIO`` hook: raw scikit-learn features in (standardised as in training), logits out."""
+        io: dict[str, Any] = {"input": [], "output": {"classes": {"n": self.num_classes}}}
+        if self.input_stats is not None:
+            mean, std = self.input_stats
+            io["input"] = [{"standardize": {"mean": mean.tolist(), "std": std.tolist()}}]
+        io["describe"] = {
+            "input": f"raw sklearn.datasets.load_{self.dataset}() features [B, {self.in_features}] (float32)",
+            "output": f"class logits [B, {self.num_classes}]; argmax is the label",
+        }
+        return io
 
 
 class Iris(SklearnTask):

@@ -122,6 +122,28 @@ class EpisodicTask(Task):
             "eval_length_mean": float(result.lengths[0].double().mean()),
         }
 
+    def export_io(self) -> dict[str, Any]:
+        """The ``ExportsIO`` hook: raw observations in (normalised with the current stats), actions out."""
+        io: dict[str, Any] = {"env": self.env_id, "input": [], **self.action_io()}
+        if self.obs_norm.enabled:
+            stats = {"mean": self.obs_norm.mean.tolist(), "std": self.obs_norm.std.tolist()}
+            io["input"] = [*io["input"], {"standardize": stats}]
+        io["describe"] = {
+            "input": f"raw {self.env_id} observations [B, {self.in_features}] (float32)",
+            "output": self.action_words(),
+        }
+        return io
+
+    def action_io(self) -> dict[str, Any]:
+        """The output mapping as an io spec (``neuroevo.nn.io``): argmax, or tanh scaled to the bounds."""
+        raise NotImplementedError
+
+    def action_words(self) -> str:
+        output = self.action_io()["output"]
+        if "discrete" in output:
+            return f"actions [B] (int64), argmax of {output['discrete']['n']} outputs: env.step(int(a))"
+        return f"actions [B, {len(output['box']['low'])}] (float32) within the action bounds"
+
     def state_dict(self) -> dict[str, Any]:
         return {"obs_norm": self.obs_norm.state_dict()}
 
@@ -172,6 +194,12 @@ class ControlTask(EpisodicTask):
         if not self.env.discrete:
             self.action_low = torch.tensor(self.env.action_low, dtype=dtype, device=self.device)
             self.action_high = torch.tensor(self.env.action_high, dtype=dtype, device=self.device)
+
+    def action_io(self) -> dict[str, Any]:
+        if self.env.discrete:
+            return {"output": {"discrete": {"n": self.env.num_actions, "start": 0}}}
+        low, high = self.action_low.tolist(), self.action_high.tolist()
+        return {"output": {"box": {"low": low, "high": high}}}
 
     def make_env(self) -> BatchedEnv:
         """A fresh batched environment with this task's step limit, dtype and device."""

@@ -7,18 +7,26 @@ so importing this module costs nothing. The file type follows the suffix of ``pa
 - ``draw_genome(genome, path)``: inputs on the left, outputs on the right, hidden nodes by
   topological depth; nodes coloured by activation (legend), edge width by ``|weight|``, colour
   by sign (blue positive, red negative), disabled connections dashed grey.
-- ``plot_species(history, path)``: stacked species sizes over generations (neat-python's
-  ``speciation.png``), from ``NEAT.species_history`` or a strategy.
+- ``plot_species(metrics, path)``: stacked species sizes over generations (neat-python's
+  ``speciation.png``), from the ``species/<id>`` entries ``NEAT.tell`` returns (metrics lines,
+  or a run's ``metrics.jsonl``); ``species_stats`` writes those entries.
 - ``save_genome_json`` / ``load_genome_json``: the genome JSON that round-trips.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from neuroevo.nn.neat_graph import NEATPopulation, genome_from_json, genome_to_json
+import torch
+
+from neuroevo.nn.neat.genome import genome_from_json, genome_to_json
+from neuroevo.nn.neat.population import NEATPopulation
+
+SPECIES_PREFIX = "species/"
+"""Metrics keys ``species/<id>``: the member count of species ``id`` in that generation."""
 
 
 def _as_json(genome: Any) -> dict[str, Any]:
@@ -188,24 +196,43 @@ def draw_genome(
     return path
 
 
-def plot_species(history: Any, path: str | Path, *, title: str = "Speciation") -> Path:
-    """Stacked species sizes per generation from ``NEAT.species_history`` (or the strategy)."""
+def species_stats(ids: torch.Tensor, sizes: torch.Tensor) -> dict[str, float]:
+    """Metrics entries ``species/<id>`` -> member count (what ``plot_species`` reads)."""
+    return {f"{SPECIES_PREFIX}{i}": float(n) for i, n in zip(ids.tolist(), sizes.tolist(), strict=True)}
+
+
+def species_history(
+    metrics: Iterable[dict[str, Any]] | str | Path,
+) -> tuple[list[int], dict[int, list[int]]]:
+    """Generations and each species' size per generation (0 where it did not exist) from
+    metrics lines or a ``metrics.jsonl`` file."""
+    if isinstance(metrics, (str, Path)):
+        lines = [json.loads(t) for t in Path(metrics).read_text().splitlines() if t.strip()]
+    else:
+        lines = list(metrics)
+    lines = [m for m in lines if any(k.startswith(SPECIES_PREFIX) for k in m)]
+    gens = [int(m["generation"]) for m in lines]
+    sizes: dict[int, list[int]] = {}
+    for g, m in enumerate(lines):
+        for key, n in m.items():
+            if key.startswith(SPECIES_PREFIX):
+                sizes.setdefault(int(key[len(SPECIES_PREFIX) :]), [0] * len(lines))[g] = int(n)
+    return gens, dict(sorted(sizes.items()))
+
+
+def plot_species(
+    metrics: Iterable[dict[str, Any]] | str | Path, path: str | Path, *, title: str = "Speciation"
+) -> Path:
+    """Stacked species sizes per generation (see ``species_history`` for ``metrics``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = getattr(history, "species_history", history)
-    gens = [int(h["generation"]) for h in history]
-    ids = sorted({int(s) for h in history for s in h["species"]})
-    index = {s: i for i, s in enumerate(ids)}
-    sizes = [[0] * len(gens) for _ in ids]
-    for g, h in enumerate(history):
-        for s, n in zip(h["species"], h["sizes"], strict=True):
-            sizes[index[int(s)]][g] = int(n)
+    gens, sizes = species_history(metrics)
     fig, ax = plt.subplots(figsize=(7, 4))
-    if ids:
-        ax.stackplot(gens, sizes)
+    if sizes:
+        ax.stackplot(gens, list(sizes.values()))
     ax.set_xlabel("generation")
     ax.set_ylabel("size per species")
     ax.set_title(title)
@@ -217,4 +244,12 @@ def plot_species(history: Any, path: str | Path, *, title: str = "Speciation") -
     return path
 
 
-__all__ = ["draw_genome", "load_genome_json", "plot_species", "save_genome_json"]
+__all__ = [
+    "SPECIES_PREFIX",
+    "draw_genome",
+    "load_genome_json",
+    "plot_species",
+    "save_genome_json",
+    "species_history",
+    "species_stats",
+]

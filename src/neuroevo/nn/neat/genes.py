@@ -1,0 +1,76 @@
+"""NEAT's gene fields: what a node gene and a connection gene hold, and how an empty slot reads.
+
+A genome has node genes (key, bias, response, activation, aggregation) and connection genes
+(innovation number, in, out, weight, enabled), as in Stanley & Miikkulainen (2002) and
+neat-python's ``genes.py``. Stored as padded tensors (see ``population.py``), each gene
+field is one column block; an empty slot holds ``GENE_FILL`` (its key is ``PAD``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from neuroevo.core.errors import ConfigError
+
+PAD = 2**62
+"""Key of an empty gene slot; sorts after every real node id or innovation number."""
+
+AGGREGATIONS: tuple[str, ...] = ("sum", "product", "max", "min", "maxabs", "median", "mean")
+"""Aggregation functions a node may use; genomes store the index into this tuple."""
+
+NODE_FIELDS = ("node_key", "node_bias", "node_response", "node_activation", "node_aggregation")
+CONN_FIELDS = ("conn_innovation", "conn_in", "conn_out", "conn_weight", "conn_enabled")
+GENE_FILL: dict[str, Any] = {
+    "node_key": PAD,
+    "node_bias": 0.0,
+    "node_response": 0.0,
+    "node_activation": 0,
+    "node_aggregation": 0,
+    "conn_innovation": PAD,
+    "conn_in": -1,
+    "conn_out": -1,
+    "conn_weight": 0.0,
+    "conn_enabled": False,
+}
+GENE_DTYPES: dict[str, torch.dtype] = {
+    "node_key": torch.long,
+    "node_bias": torch.float32,
+    "node_response": torch.float32,
+    "node_activation": torch.long,
+    "node_aggregation": torch.long,
+    "conn_innovation": torch.long,
+    "conn_in": torch.long,
+    "conn_out": torch.long,
+    "conn_weight": torch.float32,
+    "conn_enabled": torch.bool,
+}
+
+
+def aggregation_index(name: str) -> int:
+    """Index of an aggregation name in ``AGGREGATIONS``; a ConfigError lists the allowed ones."""
+    if name not in AGGREGATIONS:
+        raise ConfigError(f"aggregation {name!r}; allowed: {', '.join(AGGREGATIONS)}")
+    return AGGREGATIONS.index(name)
+
+
+def pad_columns(t: torch.Tensor, width: int, fill: Any, copy: bool = True) -> torch.Tensor:
+    """``t[K, W]`` cut or padded (with ``fill``) to ``width`` columns (``copy`` = False: a cut
+    may be a view of ``t``)."""
+    if t.shape[1] >= width:
+        return t[:, :width].contiguous() if copy else t[:, :width]
+    extra = torch.full((t.shape[0], width - t.shape[1]), fill, dtype=t.dtype, device=t.device)
+    return torch.cat([t, extra], dim=1)
+
+
+__all__ = [
+    "AGGREGATIONS",
+    "CONN_FIELDS",
+    "GENE_DTYPES",
+    "GENE_FILL",
+    "NODE_FIELDS",
+    "PAD",
+    "aggregation_index",
+    "pad_columns",
+]

@@ -1,0 +1,276 @@
+"""NEAT's compatibility distance (paper, eq. 1, in neat-python's form), for whole populations.
+
+``delta = (c_d * disjoint + c_e * excess + c_w * sum of matching-gene differences) / max genes``,
+computed for node genes and connection genes and summed. Matching connection genes differ by
+``|weight difference| + [enabled differs]``, matching node genes by ``|bias difference| +
+|response difference| + [activation differs] + [aggregation differs]``.
+
+Every pair of genomes of two populations at once: two matrix products per gene kind over
+dense rows indexed by the second population's gene keys (``_matched_terms``), no Python loop
+over genomes or genes. ``DistanceCache`` keeps the first population's dense rows between the
+calls of one speciation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from neuroevo.nn.neat.genes import AGGREGATIONS, PAD
+from neuroevo.nn.neat.population import NEATPopulation
+
+
+@dataclass
+class DenseRows:
+    """One gene kind's dense rows of a population over a union of keys, in row groups."""
+
+    union: torch.Tensor
+    groups: list[tuple[slice, torch.Tensor | None]]
+
+
+@dataclass
+class DistanceCache:
+    """What ``compatibility_distance`` keeps about ``population`` (its first argument) between
+    calls: its enabled flags as floats and its dense rows per gene kind. Speciation measures one
+    population against last generation's representatives, then the new ones, then each new
+    species' founder; the strategy owns one cache per speciation."""
+
+    population: NEATPopulation
+    enabled: torch.Tensor | None = None
+    dense: dict[Any, DenseRows] = field(default_factory=dict)
+
+
+def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tensor) -> torch.Tensor:
+    """``[n, m]`` count of genes above the other genome's largest key (rows sorted, PAD last)."""
+    n, m = ak.shape[0], rk.shape[0]
+    a_max = (
+        ak.gather(1, (na - 1).clamp(min=0).unsqueeze(1)).squeeze(1) if ak.shape[1] else torch.zeros(n).long()
+    )
+    a_max = torch.where(na > 0, a_max, torch.full_like(a_max, -1))
+    r_max = (
+        rk.gather(1, (nr - 1).clamp(min=0).unsqueeze(1)).squeeze(1) if rk.shape[1] else torch.zeros(m).long()
+    )
+    r_max = torch.where(nr > 0, r_max, torch.full_like(r_max, -1))
+    out = torch.zeros(n, m, dtype=torch.long)
+    if ak.shape[1]:
+        above = na.unsqueeze(1) - torch.searchsorted(
+            ak, r_max.unsqueeze(0).expand(n, m).contiguous(), right=True
+        )
+        out += above.clamp(min=0)
+    if rk.shape[1]:
+        below = torch.searchsorted(rk, a_max.unsqueeze(0).expand(m, n).contiguous(), right=True)
+        out += (nr.unsqueeze(1) - below).clamp(min=0).T
+    return out
+
+
+def _columns(keys: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
+    """Column of each of ``keys`` in the sorted, non-empty ``union`` (``len(union)`` if absent)."""
+    u = union.numel()
+    top = int(union[-1])
+    if top <= 1 << 22:  # a lookup table over key values: cheaper than searching [n, K] keys
+        lut = torch.full((top + 2,), u, dtype=torch.long)
+        lut[union] = torch.arange(u)
+        return lut.index_select(0, keys.clamp(max=top + 1).view(-1)).view(keys.shape)  # PAD -> absent
+    pos = torch.searchsorted(union, keys).clamp_(max=u - 1)
+    return torch.where((union[pos] == keys) & (keys != PAD), pos, u)
+
+
+_REUSE_ELEMENTS = 1 << 24  # dense rows kept for reuse: at most 64 MiB of float32 per gene kind
+
+
+def _matched_terms(
+    ak: torch.Tensor,
+    bk: torch.Tensor,
+    a_attr: tuple[list[torch.Tensor], torch.Tensor | None, list[torch.Tensor]],
+    b_attr: tuple[list[torch.Tensor], torch.Tensor | None, list[torch.Tensor]],
+    cats: list[int],
+    cd: float,
+    cw: float,
+    budget: int,
+    reuse: dict[Any, DenseRows] | None = None,
+    key: Any = None,
+) -> torch.Tensor:
+    """``[n, m]``: ``cw * (sum over matching genes of the attribute differences) - 2 cd * matches``.
+
+    Attributes per side: (floats compared by ``|x - y|``, a 0/1 flag compared by inequality or
+    None, categories compared by inequality, ``cats`` = their counts). Both sides become dense
+    float32 rows over the union of ``bk``'s keys (plus one junk column for absent genes): ``P``
+    the presence, ``E`` the flag (0 where absent), ``H`` one-hot categories, ``F`` the floats.
+    Then
+
+    - matches ``M = P_a P_b^T``,
+    - ``sum over matches [e_a != e_b] = E_a (P_b - 2 E_b)^T + P_a E_b^T``,
+    - ``sum over matches [c_a != c_b] = M - H_a H_b^T``,
+
+    i.e. one matrix product; and ``sum over matches |f_a - f_b|`` reads, for each of the ``L``
+    genes of ``b``'s genomes, ``a``'s value in that gene's column (``P_a |F_a - f|``) and sums
+    them per ``b`` genome with a second product. O(n * (union * m + L)) work in a fixed
+    number of tensor calls; ``budget`` bounds the dense elements per call.
+
+    ``reuse[key]`` (kept with ``a``, see ``DistanceCache``) holds ``a``'s dense rows from the
+    previous call: when ``b``'s keys are all in that call's union (speciation's second pass,
+    against the new representatives, usually), they are used again instead of rebuilt.
+    """
+    f32 = torch.float32  # exact for the counts; about 1e-6 relative on the weight sums
+    n, m = ak.shape[0], bk.shape[0]
+    out = torch.zeros(n, m, dtype=f32)
+    live_b = bk != PAD
+    union = torch.unique(bk[live_b])
+    if union.numel() == 0 or n == 0 or m == 0:
+        return out
+    groups: list[tuple[slice, torch.Tensor | None]] | None = None
+    col_a = None
+    kept_rows = None if reuse is None else reuse.get(key)
+    if kept_rows is not None and bool(torch.isin(union, kept_rows.union).all()):
+        union, groups = kept_rows.union, kept_rows.groups
+    u = union.numel()
+    col_b = torch.where(live_b, torch.searchsorted(union, bk).clamp_(max=u - 1), u)
+    blk = u + 1
+    flag = a_attr[1] is not None
+    linear = (2 if flag else 1) * blk + sum(blk * k for k in cats)  # [P | E | H...]
+    nf = len(a_attr[0])
+    width = linear + nf * blk  # then [F...]
+
+    def dense(col: torch.Tensor, attr, rows: slice) -> torch.Tensor:
+        """``[width, rows]`` (column-major: reading a column for every row is one row copy)."""
+        floats, e, cs = attr
+        col = col[rows]
+        buf = torch.zeros(width, col.shape[0], dtype=f32).T
+        buf.scatter_(1, col, 1.0)
+        off = blk
+        if flag:
+            buf.scatter_(1, col + off, e[rows])
+            off += blk
+        for c, k in zip(cs, cats, strict=True):
+            buf.scatter_(1, col * k + c[rows] + off, 1.0)
+            off += blk * k
+        for f in floats:
+            buf.scatter_(1, col + off, f[rows])
+            off += blk
+        return buf.T
+
+    bb = dense(col_b, b_attr, slice(None)).T
+    live = (torch.arange(blk) < u).to(f32)  # the junk column never matches
+    pb = bb[:, :blk] * live
+    eb = bb[:, blk : 2 * blk] * live if flag else torch.zeros_like(pb)
+    absb = torch.zeros_like(pb)
+    for i in range(nf):
+        absb += bb[:, linear + i * blk : linear + (i + 1) * blk].abs() * live
+    # right[j] @ a[i, :linear] = cw * (P_a (E_b + |F_b|) + E_a (P_b - 2 E_b) + n_cat M - H_a H_b) - 2 cd M
+    blocks = [cw * (eb + absb) + (cw * len(cats) - 2 * cd) * pb]
+    if flag:
+        blocks.append(cw * (pb - 2 * eb))
+    off = (2 if flag else 1) * blk
+    for k in cats:
+        blocks.append(-cw * bb[:, off : off + blk * k] * (torch.arange(blk * k) < u * k))
+        off += blk * k
+    right = torch.cat(blocks, 1)
+    # every gene of b: its genome (sorted), its column, its float values
+    pair_genome, pair_gene = live_b.nonzero(as_tuple=True)
+    pair_col = col_b[pair_genome, pair_gene]
+    pair_values = [f[pair_genome, pair_gene].unsqueeze(1) for f in b_attr[0]]
+    per_genome = torch.zeros(m, len(pair_col), dtype=f32)
+    per_genome[pair_genome, torch.arange(len(pair_col))] = cw
+    # sum over b's genes |F_a - f| also counts |f| for the genes a lacks (F_a = 0 there):
+    # minus sum |F_b| plus P_a |F_b| (in ``right``) leaves the matching genes only
+    const = -cw * absb.sum(1, keepdim=True)
+    out_t = out.T  # [m, n]: results come out transposed, like the dense rows
+    if groups is None:
+        col_a = _columns(ak, union)
+        step = max(1, budget // (width + len(pair_col)))
+        groups = [(slice(r0, r0 + step), None) for r0 in range(0, n, step)]
+        keep = reuse is not None and width * n <= _REUSE_ELEMENTS
+        if keep:
+            groups = [(rows, dense(col_a, a_attr, rows)) for rows, _ in groups]
+            reuse[key] = DenseRows(union, groups)
+    for rows, kept in groups:
+        ba = kept if kept is not None else dense(col_a, a_attr, rows)  # [width, r]
+        part = right @ ba[:linear]
+        if nf:
+            diff = None
+            for i, value in enumerate(pair_values):
+                col0 = linear + i * blk
+                d = ba[col0 : col0 + blk].index_select(0, pair_col).sub_(value).abs_()
+                diff = d if diff is None else diff.add_(d)
+            assert diff is not None
+            part += per_genome @ diff
+            part += const
+        out_t[:, rows] = part
+    return out
+
+
+def compatibility_distance(
+    a: NEATPopulation,
+    b: NEATPopulation,
+    *,
+    disjoint_coefficient: float = 1.0,
+    weight_coefficient: float = 0.5,
+    excess_coefficient: float | None = None,
+    constant: tuple[str, ...] = (),
+    budget: int = 1 << 18,
+    cache: DistanceCache | None = None,
+) -> torch.Tensor:
+    """Distances ``[len(a), len(b)]`` between every pair of genomes (node part + connection part).
+
+    Matching genes contribute ``|bias| + |response| + [activation differs] + [aggregation
+    differs]`` (nodes) or ``|weight| + [enabled differs]`` (connections) times
+    ``weight_coefficient``; disjoint and excess genes count ``disjoint_coefficient`` /
+    ``excess_coefficient`` each; each part is divided by the larger gene count. Node
+    attributes named in ``constant`` (``response``, ``activation``, ``aggregation``) are known
+    to be equal everywhere and skipped (their terms are zero).
+
+    Matching-gene terms come from dense float32 rows over the union of ``b``'s keys
+    (``_matched_terms``: two matrix products per part), so the work is O(len(a) * (len(b) *
+    union + genes of b)) in a fixed number of tensor calls, independent of how ``a``'s genomes
+    are padded; distances are exact to about 1e-6. ``budget`` bounds the dense elements per
+    call (rows of ``a`` are processed in groups). With a ``cache`` for ``a`` (ignored if it
+    belongs to another population), ``a``'s dense rows are kept for the next call against
+    genomes whose keys they cover.
+    """
+    cd, cw = disjoint_coefficient, weight_coefficient
+    ce = cd if excess_coefficient is None else excess_coefficient
+    f64 = torch.float64
+
+    if cache is not None and cache.population is not a:
+        cache = None
+
+    def attrs(pop: NEATPopulation, kept: DistanceCache | None):
+        floats = [pop.node_bias.float()]
+        if "response" not in constant:
+            floats.append(pop.node_response.float())
+        cats = [pop.node_activation] if "activation" not in constant else []
+        if "aggregation" not in constant:
+            cats.append(pop.node_aggregation)
+        if kept is None:
+            enabled = pop.conn_enabled.float()
+        else:  # speciation measures the same population several times
+            if kept.enabled is None:
+                kept.enabled = pop.conn_enabled.float()
+            enabled = kept.enabled
+        return (floats, None, cats), ([pop.conn_weight.float()], enabled, [])
+
+    node_cats = [max(len(a.activations), len(b.activations))] if "activation" not in constant else []
+    if "aggregation" not in constant:
+        node_cats.append(len(AGGREGATIONS))
+    (a_nodes, a_conns), (b_nodes, b_conns) = attrs(a, cache), attrs(b, None)
+    total = torch.zeros(len(a), len(b))
+    parts = [
+        (a.node_key, b.node_key, a_nodes, b_nodes, node_cats),
+        (a.conn_innovation, b.conn_innovation, a_conns, b_conns, []),
+    ]
+    for i, (ak, bk, aa, ba, cats) in enumerate(parts):
+        na, nb = a.gene_counts()[i], b.gene_counts()[i]
+        reuse = None if cache is None else cache.dense
+        num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)))
+        na_f, nb_f = na.float().unsqueeze(1), nb.float().unsqueeze(0)
+        num += cd * na_f
+        num += cd * nb_f
+        if ce != cd:
+            num += (ce - cd) * _excess(ak, na, bk, nb).float()
+        total.addcdiv_(num, torch.maximum(na_f, nb_f).clamp_(min=1))
+    return total.to(f64)
+
+
+__all__ = ["DenseRows", "DistanceCache", "compatibility_distance"]

@@ -1,0 +1,290 @@
+"""NEAT's structural mutations (paper, section 3.1), on every child at once.
+
+- add node: a random enabled connection ``a -> b`` is disabled and split by a new node:
+  ``a -> new`` gets weight 1 and ``new -> b`` the old weight, so the network computes nearly
+  what it did (the node starts with the default activation and aggregation);
+- delete node: a random hidden node and its connections go (neat-python; 0 by default, the
+  paper never deletes);
+- add connection: a random source (inputs included) to a random non-input target, with a new
+  weight; with ``feed_forward`` no cycles and no output -> output links. An existing pair is
+  enabled instead under ``structural_mutation_surer``;
+- delete connection: a random connection goes (0 by default).
+
+Each applies to the children drawn for it (``single_structural_mutation``: at most one per
+child), in the order above; innovation numbers come from the ``InnovationTracker``. Genes
+are written into the first empty slots of their rows (``_insert``): new keys exceed every
+existing one, so rows stay sorted, except for a reused innovation, after which the
+connection rows are sorted again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from neuroevo.nn.neat.compile import slots_of
+from neuroevo.nn.neat.genes import CONN_FIELDS, GENE_FILL, NODE_FIELDS, PAD
+from neuroevo.nn.neat.population import NEATPopulation
+from neuroevo.strategies.neat.attributes import float_init
+from neuroevo.strategies.neat.innovation import InnovationTracker
+from neuroevo.strategies.neat.params import GenomeConfig, NEATParams
+
+
+def _choose(valid: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One uniformly random True column per row of ``valid[K, W]`` and whether the row had any."""
+    if valid.shape[1] == 0:
+        zeros = torch.zeros(valid.shape[0], dtype=torch.long)
+        return zeros, torch.zeros(valid.shape[0], dtype=torch.bool)
+    u = torch.rand(valid.shape, generator=gen).add_(valid)  # valid columns in [1, 2), the others below 1
+    best, column = u.max(1)
+    return column, best >= 1
+
+
+def _insert(
+    pop: NEATPopulation,
+    rows: torch.Tensor,
+    prefix: str,
+    values: dict[str, torch.Tensor],
+    spare: int = 0,
+) -> NEATPopulation:
+    """Write genes into the first empty slots of genomes ``rows`` (an index tensor), in place:
+    the caller owns ``pop``'s tensors. ``values[name]`` is ``[len(rows)]`` (one gene) or
+    ``[len(rows), G]`` (G genes in order). When a row is full the arrays are widened once,
+    with ``spare`` more empty columns for later inserts. Rows must be compact (empty slots
+    only at the end).
+    """
+    if rows.numel() == 0:
+        return pop
+    keys = pop.node_key if prefix == "node" else pop.conn_innovation
+    first = next(iter(values.values()))
+    genes = 1 if first.dim() == 1 else first.shape[1]
+    count = (keys.index_select(0, rows) != PAD).sum(1)
+    need = int(count.max()) + genes
+    if need > keys.shape[1]:
+        if prefix == "node":
+            pop = pop.padded(need + spare, pop.conn_innovation.shape[1])
+        else:
+            pop = pop.padded(pop.node_key.shape[1], need + spare)
+    slots = count.unsqueeze(1) + torch.arange(genes)
+    rows = rows.unsqueeze(1).expand_as(slots)
+    for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
+        t = getattr(pop, name)
+        t.index_put_((rows, slots), values[name].to(t.dtype).view(slots.shape))
+    return pop
+
+
+def _clear(pop: NEATPopulation, mask: torch.Tensor, prefix: str) -> NEATPopulation:
+    """Empty the gene slots where ``mask[K, W]`` is True (rows then need ``sort_genes``)."""
+    fields = NODE_FIELDS if prefix == "node" else CONN_FIELDS
+    out = {}
+    for name in fields:
+        t = getattr(pop, name)
+        out[name] = torch.where(mask, torch.full_like(t, GENE_FILL[name]), t)
+    return pop.replace(**out)
+
+
+def reaches(pop: NEATPopulation, rows: torch.Tensor, start: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    """For genomes ``rows``: whether a path (over all connections, enabled or not) leads from
+    node ``start`` to node ``goal`` (a breadth-first spread over slot indices, all at once)."""
+    num_in = pop.num_inputs
+    node_key = pop.node_key.index_select(0, rows)
+    conn_in = pop.conn_in.index_select(0, rows)
+    conn_out = pop.conn_out.index_select(0, rows)
+    live = pop.conn_innovation.index_select(0, rows) != PAD
+    k, n = node_key.shape
+    width = num_in + n + 1
+    src, src_ok = slots_of(node_key, num_in, conn_in)
+    dst, dst_ok = slots_of(node_key, num_in, conn_out)
+    ok = live & src_ok & dst_ok
+    dst = torch.where(ok, dst, torch.full_like(dst, width - 1))
+    s_slot, _ = slots_of(node_key, num_in, start.unsqueeze(1))
+    g_slot, _ = slots_of(node_key, num_in, goal.unsqueeze(1))
+    reach = torch.zeros(k, width)
+    reach.scatter_(1, s_slot, 1.0)
+    for _ in range(width + 1):
+        spread = reach.gather(1, src) * ok
+        new = reach.scatter_reduce(1, dst, spread, "amax", include_self=True)
+        new[:, width - 1] = 0
+        if torch.equal(new, reach):
+            break
+        reach = new
+    return reach.gather(1, g_slot).squeeze(1) > 0
+
+
+@dataclass
+class StructuralMutation:
+    """Add/delete node, add/delete connection for a batch of children (see the module doc)."""
+
+    params: NEATParams
+    genome_config: GenomeConfig
+    innovations: InnovationTracker
+
+    def __call__(self, pop: NEATPopulation, g: torch.Generator) -> NEATPopulation:
+        """The structural mutations of ``pop`` (whose tensors may be overwritten)."""
+        p, k = self.params, len(pop)
+        self.innovations.new_generation()
+        if p.single_structural_mutation:
+            probs = [p.node_add_prob, p.node_delete_prob, p.conn_add_prob, p.conn_delete_prob]
+            div = max(1.0, sum(probs))
+            r = torch.rand(k, generator=g)
+            edges = torch.tensor([0.0, *probs]).cumsum(0) / div
+            do = [(r >= edges[i]) & (r < edges[i + 1]) for i in range(4)]
+        else:
+            do = [torch.rand(k, generator=g) < q for q in (p.node_add_prob, p.node_delete_prob)]
+            do += [torch.rand(k, generator=g) < q for q in (p.conn_add_prob, p.conn_delete_prob)]
+        pop = self.add_node(pop, do[0], g)
+        pop = self.delete_node(pop, do[1], g)
+        pop, unsorted = self.add_connection(pop, do[2], g)
+        pop, deleted = self.delete_connection(pop, do[3], g)
+        if unsorted or deleted:  # only connection rows can be out of order here
+            pop = pop.sort_genes(nodes=False)
+        return pop
+
+    def add_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        p, cfg = self.params, self.genome_config
+        sel = rows.nonzero().squeeze(1)
+        if sel.numel() == 0:
+            return pop
+        innov = pop.conn_innovation.index_select(0, sel)
+        live = (innov != PAD) & pop.conn_enabled.index_select(0, sel)
+        j, has = _choose(live, g)
+        bias = float_init(p, "bias", (len(sel),), g)
+        resp = float_init(p, "response", (len(sel),), g)
+        if not bool(has.all()):
+            sel, j, bias, resp, innov = sel[has], j[has], bias[has], resp[has], innov[has]
+        if sel.numel() == 0:
+            return pop
+        split = innov.gather(1, j.unsqueeze(1)).squeeze(1)
+        src, dst, w = pop.conn_in[sel, j], pop.conn_out[sel, j], pop.conn_weight[sel, j]
+        new_id, in_innov, out_innov = self.innovations.split(split, src, dst)
+        pop.conn_enabled[sel, j] = False
+        m = len(sel)
+        pop = _insert(
+            pop,
+            sel,
+            "node",
+            {
+                "node_key": new_id,
+                "node_bias": bias,
+                "node_response": resp,
+                "node_activation": torch.full((m,), cfg.act_default, dtype=torch.long),
+                "node_aggregation": torch.full((m,), cfg.agg_default, dtype=torch.long),
+            },
+        )
+        pair = lambda x, y: torch.stack([x, y], 1)  # noqa: E731  (in->new, then new->out)
+        return _insert(
+            pop,
+            sel,
+            "conn",
+            {
+                "conn_innovation": pair(in_innov, out_innov),
+                "conn_in": pair(src, new_id),
+                "conn_out": pair(new_id, dst),
+                "conn_weight": pair(torch.ones(m), w),
+                "conn_enabled": torch.ones(m, 2, dtype=torch.bool),
+            },
+            spare=1 if p.conn_add_prob > 0 else 0,  # room for add_connection
+        )
+
+    def delete_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        if not bool(rows.any()):
+            return pop
+        hidden = (pop.node_key != PAD) & (pop.node_key >= self.genome_config.first_hidden)
+        j, has = _choose(hidden, g)
+        do = rows & has
+        if not bool(do.any()):
+            return pop
+        k, n = pop.node_key.shape
+        victim = torch.where(do, pop.node_key[torch.arange(k), j], torch.full((k,), -2))
+        node_mask = torch.zeros(k, n, dtype=torch.bool)
+        node_mask[torch.arange(k)[do], j[do]] = True
+        pop = _clear(pop, node_mask, "node")
+        touch = (pop.conn_in == victim[:, None]) | (pop.conn_out == victim[:, None])
+        pop = _clear(pop, touch & (pop.conn_innovation != PAD), "conn")
+        return pop.sort_genes()  # add_connection needs compact, sorted rows
+
+    def _creates_cycle(
+        self, pop: NEATPopulation, sel: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, ok: torch.Tensor
+    ) -> torch.Tensor:
+        """Which of the candidate links ``src -> dst`` of genomes ``sel`` a feed-forward genome
+        must refuse: output -> output, self loops, and links closing a cycle."""
+        cfg = self.genome_config
+        bad = (cfg.is_output(src) & cfg.is_output(dst)) | (src == dst)
+        check = ok & ~bad & (src >= cfg.num_inputs)
+        if bool(check.any()):
+            idx = check.nonzero().squeeze(1)
+            # a cycle needs a path dst -> src: none when dst feeds no connection at all
+            feeds = (pop.conn_in.index_select(0, sel[idx]) == dst[idx].unsqueeze(1)).any(1)
+            idx = idx[feeds]
+            if idx.numel():
+                bad[idx[reaches(pop, sel[idx], dst[idx], src[idx])]] = True
+        return bad
+
+    def add_connection(
+        self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator
+    ) -> tuple[NEATPopulation, bool]:
+        """New connections, and whether a reused innovation may have left a row unsorted."""
+        p, num_in = self.params, self.genome_config.num_inputs
+        sel = rows.nonzero().squeeze(1)
+        if sel.numel() == 0:
+            return pop, False
+        m, n = len(sel), pop.node_key.shape[1]
+        node_key = pop.node_key.index_select(0, sel)
+        nodes_ok = node_key != PAD
+        si, has_s = _choose(torch.cat([torch.ones(m, num_in, dtype=torch.bool), nodes_ok], 1), g)
+        di, has_d = _choose(nodes_ok, g)
+        weight = float_init(p, "weight", (m,), g)
+        ok = has_s & has_d
+        if not bool(ok.any()):
+            return pop, False
+        hidden_src = node_key.gather(1, (si - num_in).clamp(min=0, max=max(n - 1, 0)).unsqueeze(1)).squeeze(1)
+        src = torch.where(si < num_in, si, hidden_src)
+        dst = node_key.gather(1, di.unsqueeze(1)).squeeze(1)
+        if p.feed_forward:
+            ok &= ~self._creates_cycle(pop, sel, src, dst, ok)
+        same = (
+            (pop.conn_in.index_select(0, sel) == src[:, None])
+            & (pop.conn_out.index_select(0, sel) == dst[:, None])
+            & (pop.conn_innovation.index_select(0, sel) != PAD)
+        )
+        exists = same.any(1)
+        if self.genome_config.surer and bool((ok & exists).any()):
+            pop.conn_enabled[sel] |= same & (ok & exists)[:, None]
+        new = ok & ~exists
+        if not bool(new.any()):
+            return pop, False
+        sel, src, dst, weight = sel[new], src[new], dst[new], weight[new]
+        innov, reused = self.innovations.connections(src, dst)
+        pop = _insert(
+            pop,
+            sel,
+            "conn",
+            {
+                "conn_innovation": innov,
+                "conn_in": src,
+                "conn_out": dst,
+                "conn_weight": weight,
+                "conn_enabled": torch.full((len(sel),), p.enabled_default, dtype=torch.bool),
+            },
+        )
+        return pop, reused
+
+    def delete_connection(
+        self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator
+    ) -> tuple[NEATPopulation, bool]:
+        """One random connection fewer in each genome ``rows``; True when any went."""
+        if not bool(rows.any()):
+            return pop, False
+        live = pop.conn_innovation != PAD
+        j, has = _choose(live, g)
+        do = rows & has
+        if not bool(do.any()):
+            return pop, False
+        k, c = live.shape
+        mask = torch.zeros(k, c, dtype=torch.bool)
+        mask[torch.arange(k)[do], j[do]] = True
+        return _clear(pop, mask, "conn"), True
+
+
+__all__ = ["StructuralMutation", "reaches"]
