@@ -125,7 +125,8 @@ class ModuleAdapter:
         if shapes != spec.get("parameters", shapes):
             raise ConfigError(
                 f"network.module = {spec['module']!r} builds parameters {shapes}, not the run's "
-                f"{spec['parameters']}; allowed: export the weights (--export weights.safetensors)"
+                f"{spec['parameters']}; allowed: a no-argument factory (ModuleAdapter(module, "
+                "factory='pkg.mod:make')), or export the weights (--export weights.safetensors)"
             )
         return adapter
 
