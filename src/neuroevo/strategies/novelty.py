@@ -60,7 +60,7 @@ from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.core.shaping import centered_rank
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
+from neuroevo.strategies.base import OnNan, Strategy, StrategyParams, resolve_params
 
 Mode = Literal["ns", "nsr", "nsr_pareto"]
 MODES = ("ns", "nsr", "nsr_pareto")
@@ -189,12 +189,6 @@ META_POPULATION = Field(
     le=64,
     description="M base strategies (independent seeds), one asked per generation, chosen by novelty",
 )
-
-
-def _one_line(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "novelty"
-    return f"{key} = {err.get('input')!r}: {err['msg'].removeprefix('Value error, ')}"
 
 
 # -- config: [strategy] name = "novelty", base = "<strategy>" + the base's keys -----------------------
@@ -338,10 +332,7 @@ class Novelty(Strategy):
         ):
             raise ValueError("the strategies of a meta-population must share num_params and population_size")
         super().__init__(bases[0].num_params, bases[0].population_size, seed=seed, on_nan=on_nan)
-        try:
-            cfg = NoveltyKeys.model_validate(keys)
-        except ValidationError as exc:
-            raise ConfigError(_one_line(exc)) from None
+        cfg = resolve_params(NoveltyKeys, None, keys, type(self).__name__)
         self.bases = bases
         self.k, self.mode, self.weight = cfg.k, cfg.mode, cfg.weight
         self.archive_prob, self.archive_threshold = cfg.archive_prob, cfg.archive_threshold
@@ -405,6 +396,11 @@ class Novelty(Strategy):
     @property
     def center(self) -> torch.Tensor | None:
         return self.base.center
+
+    @property
+    def population_size(self) -> int:
+        """The base's (CMA-ES grows it at each IPOP restart)."""
+        return self.base.population_size
 
     @property
     def best_genome(self) -> dict[str, Any] | None:
