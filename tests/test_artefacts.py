@@ -434,3 +434,32 @@ def test_a_module_adapter_run_exports_through_the_cli(tmp_path, monkeypatch):
     assert set(load_file(str(tmp_path / "w.safetensors"))) == {"0.weight", "0.bias", "1.weight", "1.bias"}
     done = _cli("best", tmp_path / "s", "--export", tmp_path / "s.pt2")
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "factory" in done.stderr
+
+
+def test_list_name_prints_the_config_reference_of_one_entry(capsys):
+    assert main(["list", "openes"]) == 0
+    out = capsys.readouterr().out
+    assert "sigma" in out and "0.05" in out and "> 0" in out and "noise std" in out
+    assert main(["list", "mlp"]) == 0
+    assert "hidden" in capsys.readouterr().out
+    assert main(["list", "no_such_thing"]) == 2
+    assert "allowed:" in capsys.readouterr().err
+
+
+def test_a_python_run_says_what_resume_needs(tmp_path):
+    from neuroevo.nn import PopulationMLP
+    from neuroevo.runtime import evolve
+    from neuroevo.strategies import GA
+    from neuroevo.tasks import XOR
+
+    net = PopulationMLP([2, 3, 1], output_activation="sigmoid")
+    evolve(
+        GA(net.num_params, 20, truncation=5, init=net.init_params),
+        net,
+        XOR(),
+        generations=2,
+        run_dir=tmp_path / "p",
+    )
+    done = _cli("resume", tmp_path / "p")
+    assert done.returncode == 2 and "started from Python" in done.stderr and "resume=True" in done.stderr
+    assert _cli("best", tmp_path / "p").returncode == 0

@@ -73,6 +73,8 @@ def _config(strategy: str, network: str, task: dict[str, Any], generations: int)
     net: dict[str, Any] = {"type": network}
     if network in ("mlp", "eggroll_mlp"):
         net["hidden"] = [4]
+    if network == "module":
+        net["module"] = f"{Path(__file__).parent / 'tiny_modules.py'}:mlp"
     return {
         "run": {"generations": generations, "checkpoint_every": 1, "progress": False},
         "task": task,
@@ -154,3 +156,41 @@ def test_every_task_runs_with_a_default_strategy(task: str, tmp_path: Path, caps
     assert main(["resume", str(half), "--generations", "2", "--quiet"]) == 0
     assert _deterministic(half) == _deterministic(full)
     assert _best_files(half) == _best_files(full)
+
+
+def test_design_doc_holds_the_generated_capability_tables() -> None:
+    from neuroevo.config import capability_tables
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "design.md").read_text()
+    start = text.index("-->\n", text.index("<!-- capability tables")) + 4
+    end = text.index("<!-- end of capability tables -->")
+    assert text[start:end] == capability_tables(), "regenerate with neuroevo.config.capability_tables()"
+
+
+def test_layers_import_downwards_only() -> None:
+    """runtime imports nothing from config or cli; lower layers nothing from higher ones; strategies
+    and tasks not each other."""
+    import ast
+
+    order = ["core", "nn", "strategies", "tasks", "runtime", "config", "cli"]
+    src = Path(__file__).resolve().parents[1] / "src" / "neuroevo"
+    for path in src.rglob("*.py"):
+        parts = path.relative_to(src).parts
+        layer = parts[0].removesuffix(".py")
+        if layer not in order:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if name.startswith("neuroevo."):
+                    target = name.split(".")[1]
+                    if target in order and layer != target:
+                        higher = order.index(target) > order.index(layer)
+                        allowed = {layer, target} == {"config", "cli"}
+                        assert not higher or allowed, f"{path.relative_to(src)} imports {name}"
+                        siblings = {layer, target} == {"strategies", "tasks"}  # only the runtime joins them
+                        assert not siblings, f"{path.relative_to(src)} imports {name}"

@@ -286,6 +286,38 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def capability_tables() -> str:
+    """The capability tables of ``docs/design.md`` (Markdown), from the registries' declarations.
+
+    A test checks that the docs hold exactly this text, so the tables cannot drift.
+    """
+    nets = NETWORKS.items()
+    tasks = TASKS.items()
+    lines = [
+        "| strategy | hands out | needs from the task | network types | tasks |",
+        "|---|---|---|---|---|",
+    ]
+    for name, cls in STRATEGIES.items():
+        kind, needs = cls.contract(cls.Params.model_construct())
+        runs = [n for n, e in nets if kind in e.runs]
+        fits = [
+            t
+            for t, c in tasks
+            if set(needs) <= set(c.provides) and any(e.needs <= c.provides for _, e in nets if kind in e.runs)
+        ]
+        wants = ", ".join(sorted(needs)) or "-"
+        lines.append(f"| `{name}` | {kind} | {wants} | {', '.join(runs)} | {', '.join(fits)} |")
+    lines += ["", "| network type | runs | needs from the task |", "|---|---|---|"]
+    for name, entry in nets:
+        lines.append(
+            f"| `{name}` | {', '.join(sorted(entry.runs))} | {', '.join(sorted(entry.needs)) or '-'} |"
+        )
+    lines += ["", "| task | provides |", "|---|---|"]
+    for name, cls in tasks:
+        lines.append(f"| `{name}` | {', '.join(sorted(cls.provides)) or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class KeyDoc:
     """One config key as ``neuroevo list NAME`` and the docs show it."""

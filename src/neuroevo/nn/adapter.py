@@ -9,6 +9,7 @@ Buffers (batch-norm statistics and the like) are shared and not evolved.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from typing import Any
 
@@ -118,8 +119,10 @@ class ModuleAdapter:
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> ModuleAdapter:
-        """Rebuild by calling the recorded factory with no arguments; its parameters must match the spec."""
-        module = build_module(spec["module"], "network.module")
+        """Rebuild by calling the recorded factory as the run did; its parameters must match the spec."""
+        module = build_module(
+            spec["module"], "network.module", spec.get("in_features", 0), spec.get("out_features", 0)
+        )
         adapter = cls(module, spec.get("in_features", 0), spec.get("out_features", 0), factory=spec["module"])
         shapes = dict(zip(adapter.names, [list(s) for s in adapter.shapes], strict=True))
         if shapes != spec.get("parameters", shapes):
@@ -131,11 +134,21 @@ class ModuleAdapter:
         return adapter
 
 
-def build_module(path: str, key: str) -> nn.Module:
-    """Call the no-argument class or factory at ``path``; a one-line ConfigError when that fails."""
+def build_module(path: str, key: str, in_features: int = 0, out_features: int = 0) -> nn.Module:
+    """Call the class or factory at ``path``; a one-line ConfigError when that fails.
+
+    A factory whose signature names ``in_features``/``out_features`` is given the task's
+    sizes (so one factory fits any task); otherwise it is called with no arguments.
+    """
     factory = load_object(path, key)
     try:
-        module = factory()
+        names = set(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):
+        names = set()
+    sizes = {"in_features": in_features, "out_features": out_features}
+    kwargs = {k: v for k, v in sizes.items() if k in names}
+    try:
+        module = factory(**kwargs)
     except Exception as exc:  # a user's constructor: name it and why it failed
         raise ConfigError(
             f"{key} = {path!r} cannot be built without arguments ({type(exc).__name__}: {exc}); allowed: "
@@ -151,7 +164,9 @@ class ModuleParams(NetworkParams):
     """``[network] type = "module"``: any ``torch.nn.Module`` built by a no-argument factory."""
 
     module: str = Field(
-        ..., description="import path of its class or factory ('pkg.mod:Net' or 'file.py:Net')"
+        ...,
+        description="import path of its class or factory ('pkg.mod:Net' or 'file.py:Net'), given "
+        "in_features/out_features when it takes them",
     )
 
 
@@ -164,7 +179,10 @@ def build_adapter(
 ) -> ModuleAdapter:
     """The user's module, sized by its own constructor (the task's sizes are recorded for export)."""
     return ModuleAdapter(
-        build_module(params.module, "network.module"), in_features, out_features, factory=params.module
+        build_module(params.module, "network.module", in_features, out_features),
+        in_features,
+        out_features,
+        factory=params.module,
     )
 
 

@@ -138,6 +138,11 @@ class RunDir:
         """A one-line ConfigError when the folder does not exist or is not a neuroevo run."""
         if not self.path.exists():
             raise ConfigError(f"run folder {self.path} does not exist")
+        if not self.is_run() and self.checkpoint_generations() and not self.config.is_file():
+            raise ConfigError(
+                f"{self.path} was started from Python with objects that have no config (no config.toml); "
+                f"allowed: evolve(..., run_dir={str(self.path)!r}, resume=True) from Python"
+            )
         if not self.is_run():
             raise ConfigError(
                 f"{self.path} is not a neuroevo run (no config.toml and checkpoints/); "
