@@ -58,9 +58,9 @@ def run(seed: int, exploit: str, generations: int) -> dict[str, float]:
     task = built.task
     with torch.no_grad():
         val = task.data.score(
-            built.phenotype.forward_stacked(task.params, task.data.x_val), task.data.y_val, "accuracy"
+            built.phenotype.forward_stacked(task.weights, task.data.x_val), task.data.y_val, "accuracy"
         )
-        test = task.data.score(built.phenotype.forward_stacked(task.params, x_test), y_test, "accuracy")
+        test = task.data.score(built.phenotype.forward_stacked(task.weights, x_test), y_test, "accuracy")
     best = int(torch.argmax(val))
     return {
         "best_val": float(val[best]),

@@ -16,7 +16,7 @@ from neuroevo.tasks.pbt_sequential import PBTSequential, set_optimizer_hyperpara
 SEED, SIZE, BATCH = 3, 6, 16
 SPACE = {"lr": {"low": 1e-3, "high": 0.5, "log": True}, "momentum": {"low": 0.0, "high": 0.95}}
 NET = TrainableMLP([4, 8, 3])
-DATA = PBTSupervised("iris", seed=SEED).data
+DATA = PBTSupervised(dataset="iris", seed=SEED).data
 
 
 def _init(member: int, generator: torch.Generator) -> dict:
@@ -56,7 +56,7 @@ def _pbt() -> PBT:
 
 
 def test_sequential_mode_follows_the_stacked_trainer_through_exploits():
-    seq, stacked = _sequential(), PBTSupervised("iris", seed=SEED, batch_size=BATCH)
+    seq, stacked = _sequential(), PBTSupervised(dataset="iris", seed=SEED, batch_size=BATCH)
     a, b = _pbt(), _pbt()
     exploited = 0.0
     for generation in range(6):
@@ -69,7 +69,7 @@ def test_sequential_mode_follows_the_stacked_trainer_through_exploits():
     assert exploited >= 5 and int(a.state.member_steps.max()) == 30
     for i, member in enumerate(seq.members):
         for name, p in member["model"].named_parameters():
-            assert torch.allclose(stacked.params[name][i], p.detach(), atol=1e-5), (i, name)
+            assert torch.allclose(stacked.weights[name][i], p.detach(), atol=1e-5), (i, name)
 
 
 def test_sequential_exploit_copies_the_snapshot_exactly():

@@ -106,25 +106,12 @@ class PBTSupervised(Task):
     provides: ClassVar[frozenset[Capability]] = frozenset({Capability.VALIDATION, Capability.TRAINING})
 
     def __init__(
-        self,
-        dataset: str = "digits",
-        validation_fraction: float = 0.2,
-        split_seed: int = 0,
-        optimizer: str = "sgd",
-        fitness_metric: str | None = None,
-        seed: int = 0,
-        device: Any = "cpu",
-        **hyperparams: Any,
+        self, params: PBTSupervisedParams | None = None, *, seed: int = 0, device: Any = "cpu", **keys: Any
     ):
-        p = PBTSupervisedParams(
-            dataset=dataset,
-            validation_fraction=validation_fraction,
-            split_seed=split_seed,
-            optimizer=optimizer,
-            fitness_metric=fitness_metric,
-            **hyperparams,
-        )
-        self.p, self.seed, self.device = p, int(seed), torch.device(device)
+        """``keys`` are ``PBTSupervisedParams`` fields (dataset, optimizer, lr, ...), validated once."""
+        self.params = p = self.params_from(params, **keys)
+        split_seed = p.split_seed
+        self.seed, self.device = int(seed), torch.device(device)
         cls = DATASETS[p.dataset]
         if cls is Sine:
             data = cls(seed=seed, device=device)
@@ -150,7 +137,7 @@ class PBTSupervised(Task):
         self.default_output_activation = "identity"
         self.optimizer = VECTOR_OPTIMIZERS[p.optimizer]()
         self.allowed = (*self.optimizer.hyperparams, *TASK_HYPERPARAMS)
-        self.params: dict[str, torch.Tensor] | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
         self.opt_state: dict[str, dict[str, torch.Tensor]] = {}
         self.step = torch.zeros(0, dtype=torch.long)
         self.saved = torch.zeros(0, dtype=torch.bool)
@@ -162,7 +149,7 @@ class PBTSupervised(Task):
         for hp in population.space.params:
             if hp.name not in self.allowed:
                 raise ConfigError(
-                    f"strategy.space.{hp.name}: the {self.name} task ({self.p.optimizer}) reads no such "
+                    f"strategy.space.{hp.name}: the {self.name} task ({self.params.optimizer}) reads no such "
                     f"hyperparameter; allowed: {', '.join(self.allowed)}"
                 )
             legal, words = _LIMITS[hp.name]
@@ -178,7 +165,7 @@ class PBTSupervised(Task):
         """name -> ``Tensor[P]`` (float64) for every hyperparameter the task reads."""
         size = len(population)
         out = {
-            name: torch.full((size,), float(getattr(self.p, name)), dtype=torch.float64)
+            name: torch.full((size,), float(getattr(self.params, name)), dtype=torch.float64)
             for name in self.allowed
         }
         for name, value in population.hyperparams().items():
@@ -195,15 +182,15 @@ class PBTSupervised(Task):
             flat = phenotype.init_params(nrandom.member_generator(self.seed, 0, i, "pbt_init_weights"))
             modules.append(phenotype.to_module(flat))
         params, _ = stack_module_state(modules)
-        self.params = {k: v.detach().to(self.device).contiguous() for k, v in params.items()}
-        self.opt_state = self.optimizer.init_state(self.params)
+        self.weights = {k: v.detach().to(self.device).contiguous() for k, v in params.items()}
+        self.opt_state = self.optimizer.init_state(self.weights)
         self.step = torch.zeros(size, dtype=torch.long)
         self.saved = torch.zeros(size, dtype=torch.bool)
 
     def stacked_tensors(self) -> list[torch.Tensor]:
         """Every per-member tensor, in a fixed order: what an exploit copies."""
-        assert self.params is not None
-        out = list(self.params.values())
+        assert self.weights is not None
+        out = list(self.weights.values())
         for name in self.optimizer.buffers:
             out.extend(self.opt_state[name].values())
         return [*out, self.step]
@@ -218,11 +205,11 @@ class PBTSupervised(Task):
         return copy_rows(self.stacked_tensors(), parents)
 
     def state_dict(self) -> dict[str, Any]:
-        if self.params is None:
+        if self.weights is None:
             return {}
         return {
-            "optimizer": self.p.optimizer,
-            "params": {k: v.clone() for k, v in self.params.items()},
+            "optimizer": self.params.optimizer,
+            "params": {k: v.clone() for k, v in self.weights.items()},
             "opt": {b: {k: v.clone() for k, v in s.items()} for b, s in self.opt_state.items()},
             "step": self.step.clone(),
             "saved": self.saved.clone(),
@@ -231,11 +218,11 @@ class PBTSupervised(Task):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
             return
-        if state["optimizer"] != self.p.optimizer:
+        if state["optimizer"] != self.params.optimizer:
             raise ConfigError(
-                f"task.optimizer = {self.p.optimizer!r} but the checkpoint holds {state['optimizer']!r}"
+                f"task.optimizer = {self.params.optimizer!r} but the checkpoint holds {state['optimizer']!r}"
             )
-        self.params = {k: v.clone().to(self.device) for k, v in state["params"].items()}
+        self.weights = {k: v.clone().to(self.device) for k, v in state["params"].items()}
         self.opt_state = {
             b: {k: v.clone().to(self.device) for k, v in s.items()} for b, s in state["opt"].items()
         }
@@ -263,7 +250,7 @@ class PBTSupervised(Task):
 
     def train(self, phenotype: Any, hp: dict[str, torch.Tensor], steps: int, generation: int) -> torch.Tensor:
         """``steps`` optimiser steps of every member at once; returns the last step's mean loss per member."""
-        assert self.params is not None
+        assert self.weights is not None
         x_all, y_all = self.data.x_train, self.data.y_train
         n, size = x_all.shape[0], self.step.shape[0]
         batch = hp["batch_size"].round().long().clamp(1, n)
@@ -290,16 +277,16 @@ class PBTSupervised(Task):
                     (torch.rand(size, b_max, width, generator=gen).to(self.device) < keep).float() / keep
                     for width in phenotype.hidden_sizes
                 ]
-            grads, loss = grad_fn(self.params, x_all[idx], y_all[idx], weight, masks)
+            grads, loss = grad_fn(self.weights, x_all[idx], y_all[idx], weight, masks)
             self.step += 1
-            self.optimizer.step(self.params, grads, self.opt_state, hp_dev, self.step)
+            self.optimizer.step(self.weights, grads, self.opt_state, hp_dev, self.step)
         return loss.detach()
 
     def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
         """One ready interval: exploit copies, ``population.steps`` training steps, validation fitness."""
         size = len(population)
         self.check_space(population)
-        if self.params is None:
+        if self.weights is None:
             self.init_members(phenotype, size)
         if self.step.shape[0] != size:
             raise ValueError(f"the population has {size} members; the task trains {self.step.shape[0]}")
@@ -308,9 +295,9 @@ class PBTSupervised(Task):
         train_loss = self.train(phenotype, hp, int(population.steps), generation)
         self.saved[:] = True  # the state now in memory is this ready point's saved state
         with torch.no_grad():
-            out = phenotype.forward_stacked(self.params, self.data.x_val)
+            out = phenotype.forward_stacked(self.weights, self.data.x_val)
             values = self.data.score(out, self.data.y_val, self.metric)
-        params = self.params
+        params = self.weights
         population.attach(lambda i: torch.cat([v[i].reshape(-1) for v in params.values()]))
         finite = train_loss[torch.isfinite(train_loss)]
         metrics = {"train_loss_median": float(finite.median()) if finite.numel() else float("nan")}
@@ -319,3 +306,8 @@ class PBTSupervised(Task):
     def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
         """Train and validation metrics of one member (the best): its flat weights."""
         return self.data.validate(phenotype, params)
+
+    def export_io(self) -> dict[str, Any]:
+        """The ``ExportsIO`` hook: the data set's input/output steps (standardisation, classes)."""
+        inner = getattr(self.data, "export_io", None)
+        return inner() if callable(inner) else {"input": [], "output": {}}
