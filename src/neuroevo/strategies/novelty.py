@@ -150,7 +150,7 @@ def novelty_score(
 class NoveltyKeys(BaseModel):
     """The novelty-search hyperparameters: the wrapper's keywords, and config keys of every variant."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     k: int = Field(10, ge=1, description="nearest neighbours averaged for novelty")
     mode: Mode = Field(

@@ -33,7 +33,7 @@ from neuroevo.core.types import Fitness
 class TaskParams(BaseModel):
     """Config keys of a task; each task extends this."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Task(ABC):

@@ -235,48 +235,45 @@ def _sklearn(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(data.data, dtype=torch.float32), torch.tensor(data.target)
 
 
-class XOR(SupervisedTask):
-    """The 4 XOR cases; fitness neg_mse by default on a sigmoid output. Validation = the same 4 cases."""
+class TruthTable(SupervisedTask):
+    """A binary task on every row of a truth table (the whole table is the training set)."""
 
-    name = "xor"
     Params = SupervisedParams
 
     def __init__(self, params: SupervisedParams | None = None, *, seed: int = 0, device="cpu", **keys: Any):
         self.params = p = self.params_from(params, **keys)
-        x, y = xor_data()
+        x, y = self.table(p)
+        metric = p.metric or "neg_mse"
         super().__init__(
-            x,
-            y,
-            kind="binary",
-            metric=p.metric or "neg_mse",
-            batch_size=p.batch_size,
-            seed=seed,
-            device=device,
+            x, y, kind="binary", metric=metric, batch_size=p.batch_size, seed=seed, device=device
         )
+
+    def table(self, params: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and targets of the table."""
+        raise NotImplementedError
+
+
+class XOR(TruthTable):
+    """The 4 XOR cases; fitness neg_mse by default on a sigmoid output. Validation = the same 4 cases."""
+
+    name = "xor"
+
+    def table(self, params: SupervisedParams) -> tuple[torch.Tensor, torch.Tensor]:
+        return xor_data()
 
 
 class ParityParams(SupervisedParams):
     bits: int = Field(3, ge=2, le=16, description="input bits; the data is all 2^bits inputs")
 
 
-class Parity(SupervisedTask):
+class Parity(TruthTable):
     """N-bit parity on all 2^N inputs."""
 
     name = "parity"
     Params = ParityParams
 
-    def __init__(self, params: ParityParams | None = None, *, seed: int = 0, device="cpu", **keys: Any):
-        self.params = p = self.params_from(params, **keys)
-        x, y = parity_data(p.bits)
-        super().__init__(
-            x,
-            y,
-            kind="binary",
-            metric=p.metric or "neg_mse",
-            batch_size=p.batch_size,
-            seed=seed,
-            device=device,
-        )
+    def table(self, params: ParityParams) -> tuple[torch.Tensor, torch.Tensor]:
+        return parity_data(params.bits)
 
 
 class RegressionParams(SupervisedParams):
