@@ -53,7 +53,7 @@ class PBTParams(StrategyParams):
     ready_every: int = Field(100, ge=1, description="training steps of each member between ready points")
     space: dict[str, HyperparamSpec] = Field(
         default_factory=_default_space,
-        description="hyperparameters: [strategy.space.NAME] type, low, high, log | choices",
+        description="hyperparameters, one table strategy.space.NAME each: type, low, high, log | choices",
     )
     exploit: Literal["truncation", "tournament", "none"] = Field(
         "truncation", description="truncation | tournament (binary) | none (independent runs)"
