@@ -196,3 +196,4 @@ def test_pbt_replay_trains_a_fresh_model_on_the_best_schedule(tmp_path):
     assert metrics["val_accuracy"] >= best["validation"]["val_accuracy"] - 0.05
     assert replay(tmp_path / "r") == metrics  # deterministic
     assert "val_accuracy" in describe(metrics)
+    assert main(["pbt-replay", str(tmp_path / "r")]) == 0  # the same through the CLI

@@ -233,6 +233,17 @@ def best(
     _echo(f"wrote {export}")
 
 
+@app.command(name="pbt-replay")
+def pbt_replay(
+    run_dir: Annotated[Path, typer.Argument(help="a finished PBT run folder")],
+    seed: Annotated[int | None, typer.Option(help="the fresh model's seed (default: the run's + 1)")] = None,
+) -> None:
+    """Train a fresh model on the best member's hyperparameter schedule and report its validation."""
+    from neuroevo.pbt_replay import describe, replay
+
+    _echo(describe(replay(run_dir, seed=seed)))
+
+
 @app.command()
 def play(
     run_dir: Annotated[Path, typer.Argument(help="a run folder of a control or Gymnasium task")],
