@@ -196,3 +196,30 @@ def test_tensorboard_scalars_are_the_metrics(tmp_path, capsys):
         scalars = events.Scalars(key)
         assert [s.step for s in scalars] == [m["generation"] for m in lines]
         assert [s.value for s in scalars] == pytest.approx([m[key] for m in lines], rel=1e-6)
+
+
+def test_run_log_records_warnings_from_python_runs_and_they_still_show(tmp_path):
+    import warnings
+
+    import torch
+
+    from neuroevo.runtime import evolve
+    from neuroevo.strategies import OpenES
+    from neuroevo.tasks import FunctionTask
+
+    def fitness(population: torch.Tensor) -> torch.Tensor:
+        warnings.warn("a user's warning", UserWarning, stacklevel=1)
+        return -(population**2).sum(-1)
+
+    with pytest.warns(UserWarning, match="a user's warning"):
+        evolve(
+            OpenES(3, population_size=8, seed=0),
+            None,
+            FunctionTask(fitness, maximize=True),
+            generations=2,
+            run_dir=tmp_path,
+        )
+    log = (tmp_path / "run.log").read_text()
+    assert "UserWarning: a user's warning" in log and "stop reason: generations" in log
+    assert (tmp_path / "report" / "report.html").is_file()
+    assert warnings.showwarning.__name__ != "show_and_log"  # restored after the run

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,28 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def open_run_log(folder: str | Path) -> logging.Handler:
-    """Send what ``neuroevo.*`` loggers and ``warnings.warn`` say to ``folder/run.log``; the handler."""
+    """Send what ``neuroevo.*`` loggers and ``warnings.warn`` say to ``folder/run.log``; the handler.
+
+    Warnings are still shown as before (``warnings.showwarning`` is wrapped, not replaced).
+    """
     handler = logging.FileHandler(Path(folder) / RUN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.setLevel(logging.INFO)
     if LOGGER.level == logging.NOTSET or LOGGER.level > logging.INFO:
         LOGGER.setLevel(logging.INFO)
     LOGGER.addHandler(handler)
-    logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addHandler(handler)
+    shown = warnings.showwarning
+
+    def show_and_log(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        shown(message, category, filename, lineno, file, line)
+        text = warnings.formatwarning(message, category, filename, lineno, line).strip()
+        handler.handle(
+            logging.makeLogRecord({"name": "py.warnings", "levelno": 30, "levelname": "WARNING", "msg": text})
+        )
+
+    warnings.showwarning = show_and_log
+    handler._neuroevo_shown = shown  # type: ignore[attr-defined]
+    handler._neuroevo_wrapper = show_and_log  # type: ignore[attr-defined]
     return handler
 
 
@@ -42,9 +56,8 @@ def close_run_log(handler: logging.Handler | None) -> None:
     if handler is None:
         return
     LOGGER.removeHandler(handler)
-    logging.getLogger("py.warnings").removeHandler(handler)
-    if not logging.getLogger("py.warnings").handlers:
-        logging.captureWarnings(False)
+    if warnings.showwarning is getattr(handler, "_neuroevo_wrapper", None):
+        warnings.showwarning = handler._neuroevo_shown  # type: ignore[attr-defined]
     handler.close()
 
 

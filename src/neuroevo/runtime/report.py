@@ -213,7 +213,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; display: block; margin: .5em 0; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .85em; }
 details summary { cursor: pointer; font-weight: 600; margin: .4em 0; }
-.note { color: #666; font-size: .9em; }
+.wide { overflow-x: auto; }
 """
 
 
@@ -267,7 +267,7 @@ def _all_runs(items: Sequence[Item]) -> list[Run]:
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(_cell(v) for v in row) + "</tr>\n" for row in rows)  # one <tr> per row
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table></div>"
 
 
 def _cell(value: Any) -> str:
@@ -333,9 +333,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(plt: Any, fig: Any) -> bytes:
+def _png(plt: Any, fig: Any, **margins: float) -> bytes:
+    """The figure as PNG bytes. Fixed margins: ``tight_layout`` would draw every figure twice."""
     buffer = io.BytesIO()
-    fig.tight_layout()
+    rows = fig.axes[0].get_subplotspec().get_gridspec().nrows if fig.axes else 1
+    height = fig.get_figheight()
+    spacing = {"left": 0.07, "right": 0.98, "wspace": 0.3, "hspace": 0.55}
+    spacing.update(bottom=0.5 / height + 0.04 / rows, top=1 - 0.35 / height)
+    fig.subplots_adjust(**{**spacing, **margins})
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
     return buffer.getvalue()
