@@ -223,3 +223,32 @@ def test_run_log_records_warnings_from_python_runs_and_they_still_show(tmp_path)
     assert "UserWarning: a user's warning" in log and "stop reason: generations" in log
     assert (tmp_path / "report" / "report.html").is_file()
     assert warnings.showwarning.__name__ != "show_and_log"  # restored after the run
+
+
+def test_run_log_records_a_failed_fitness_function_and_lets_go_of_the_file(tmp_path):
+    import torch
+
+    from neuroevo.core.errors import FitnessEvaluationError
+    from neuroevo.runtime import evolve
+    from neuroevo.runtime.logging import LOGGER
+    from neuroevo.strategies import OpenES
+    from neuroevo.tasks import FunctionTask
+
+    def fitness(population: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("the simulator crashed")
+
+    before = list(LOGGER.handlers)
+    with pytest.raises(FitnessEvaluationError):
+        evolve(
+            OpenES(3, population_size=8, seed=0),
+            None,
+            FunctionTask(fitness, maximize=True),
+            generations=2,
+            run_dir=tmp_path,
+        )
+    assert LOGGER.handlers == before
+    last = (tmp_path / "run.log").read_text().splitlines()[-1]
+    assert (
+        "stop reason: failed (generation 0: fitness evaluation raised RuntimeError: the simulator crashed)"
+        in last
+    )

@@ -160,6 +160,9 @@ def evolve(
         exc.last_checkpoint = recorder.last_checkpoint
         recorder.close(f"stop reason: failed ({exc})")
         raise
+    except Exception as exc:  # anything else (a strategy, a worker): run.log says so, then it propagates
+        recorder.close(f"stop reason: error ({type(exc).__name__}: {exc})")
+        raise
     finally:
         if bar is not None:
             bar.close(stop_reason)
