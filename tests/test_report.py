@@ -127,8 +127,18 @@ def test_seeds_run_one_after_the_other_into_a_folder_report_understands(tmp_path
 def test_pbt_panel_reads_pbt_jsonl(runs, tmp_path):
     run = runs["cartpole_es"]
     lines = [
-        {"member": m, "step": s, "parent": (m + 1) % 3, "old": {"lr": 0.1}, "new": {"lr": 0.1 * (1 + m + s)}}
-        for s in (1, 2, 3)
+        {
+            "generation": g,
+            "member": m,
+            "step": 10 * (g + 1),
+            "fitness": float(m + g),
+            "parent": (m + 1) % 3 if g % 2 else m,
+            "exploited": bool(g % 2),
+            "age": 1,
+            "old": {"lr": 0.1 * (1 + m + g), "momentum": 0.9},
+            "new": {"lr": 0.1 * (2 + m + g), "momentum": 0.8},
+        }
+        for g in range(4)
         for m in range(3)
     ]
     (run / "pbt.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -137,7 +147,17 @@ def test_pbt_panel_reads_pbt_jsonl(runs, tmp_path):
     finally:
         (run / "pbt.jsonl").unlink()
     pbt = sections(page)["population-based-training"]
-    assert len(images(pbt)) == 1
+    assert len(images(pbt)) == 1  # schedules of lr and momentum, and the lineage, drawn here
+    # a PBT strategy that drew its own pictures (its WritesReport hook) is shown with those instead
+    picture = run / "report" / "pbt_lineage.png"
+    (run / "pbt.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    Image.new("RGB", (300, 200), "white").save(picture)
+    try:
+        pbt = sections(write_run_report(run).read_text())["population-based-training"]
+    finally:
+        picture.unlink()
+        (run / "pbt.jsonl").unlink()
+    assert [alt for alt, _ in images(pbt)] == ["cartpole_es PBT"] and "<p>cartpole_es</p>" in pbt
 
 
 def test_run_log_records_start_resume_and_stop_reason(tmp_path):

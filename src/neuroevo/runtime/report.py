@@ -77,6 +77,7 @@ _PANELS: tuple[tuple[str, tuple[tuple[str, str, bool], ...]], ...] = (
         ),
     ),
 )
+_PBT_PICTURES = ("pbt_schedule.png", "pbt_lineage.png", "pbt_curves.png")
 _T975 = {1: 12.71, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
@@ -485,9 +486,15 @@ def _hook_images(items: Sequence[Item], names: tuple[str, ...], alt: str) -> str
 
 
 def _pbt_html(plt: Any, items: Sequence[Item]) -> str:
-    """Hyperparameter schedules (value per member over steps) and the lineage, from ``pbt.jsonl``."""
+    """Hyperparameter schedules and the lineage: the PBT strategy's own pictures (``pbt_*.png`` in
+    ``report/``) when it drew them, else drawn here from ``pbt.jsonl`` (one ready event per line:
+    member, step, parent, ``old`` and ``new`` hyperparameter values)."""
     parts = []
     for run in _all_runs(items):
+        drawn = _hook_images([run], _PBT_PICTURES, "PBT")
+        if drawn:
+            parts.append(drawn)
+            continue
         if not run.pbt:
             continue
         names = sorted({k for e in run.pbt for k in (e.get("new") or {}) if isinstance(e.get("new"), dict)})
@@ -502,20 +509,21 @@ def _pbt_html(plt: Any, items: Sequence[Item]) -> str:
             ax.grid(alpha=0.3)
         lineage = axes[0][-1]
         order = {m: i for i, m in enumerate(members)}
-        for e in run.pbt:
-            parent = e.get("parent")
-            if parent in order and e.get("member") in order and parent != e.get("member"):
-                step = e.get("step", 0)
-                lineage.annotate(
-                    "",
-                    xy=(step, order[e["member"]]),
-                    xytext=(step - 0.5, order[parent]),
-                    arrowprops={"arrowstyle": "->", "alpha": 0.6},
+        steps = sorted({e.get("step", 0) for e in run.pbt})
+        following = dict(zip(steps, steps[1:], strict=False))
+        for e in run.pbt:  # after a ready event the member goes on from its parent's state
+            step, parent, member = e.get("step", 0), e.get("parent", e.get("member")), e.get("member")
+            if step in following and parent in order and member in order:
+                copied = parent != member
+                lineage.plot(
+                    [step, following[step]],
+                    [order[parent], order[member]],
+                    color="C3" if copied else "0.7",
+                    lw=1.4 if copied else 0.8,
+                    zorder=2 if copied else 1,
                 )
-                lineage.plot([step], [order[e["member"]]], "o", ms=3, color="C0")
-        lineage.set(title="lineage (parent -> member)", xlabel="step", ylabel="member")
+        lineage.set(title="lineage (red: copied a better member)", xlabel="step", ylabel="member")
         lineage.set_yticks(range(len(members)), [str(m) for m in members])
-        lineage.autoscale()
         parts.append(_img(_png(plt, fig), f"{run.name} PBT"))
     return "\n".join(parts)
 
