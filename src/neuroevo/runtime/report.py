@@ -53,6 +53,7 @@ _PANELS: tuple[tuple[str, tuple[tuple[str, str, bool], ...]], ...] = (
             ("lr", "learning rate", False),
             ("grad_norm", "gradient norm", True),
             ("condition", "condition number (CMA-ES)", True),
+            ("population_size", "population size (CMA-ES IPOP restarts)", False),
         ),
     ),
     (
@@ -435,6 +436,9 @@ def _throughput_figure(plt: Any, items: Sequence[Item]) -> bytes:
     ):
         for n, item in enumerate(items):
             xs, ys, half = _curve(item, key, "generation")
+            if len(ys) > 20:  # per-generation timings are noisy: the raw values faint, a running median
+                ax.plot(xs, ys, color=f"C{n % 10}", alpha=0.25, lw=0.7)
+                ys, half = _running_median(ys, max(3, len(ys) // 20)), []
             _line(ax, xs, ys, half, f"C{n % 10}", item.name)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("generation")
@@ -628,6 +632,14 @@ def _mean_ci(values: list[float]) -> tuple[float, float]:
         return finite[0], 0.0
     t = _T975.get(len(finite) - 1, 1.96 + 2.4 / (len(finite) - 1))
     return statistics.fmean(finite), t * statistics.stdev(finite) / math.sqrt(len(finite))
+
+
+def _running_median(values: list[float], window: int) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        around = [v for v in values[max(0, i - window // 2) : i + window // 2 + 1] if not math.isnan(v)]
+        out.append(statistics.median(around) if around else math.nan)
+    return out
 
 
 def _minus(a: list[float], b: list[float]) -> list[float]:
