@@ -3,7 +3,8 @@
 - The config reference (``reference/config.md``) is generated at build time from the pydantic
   ``Params`` models of every registered strategy, task and network type (and ``[run]``), through
   ``neuroevo.config.describe_params``, the function ``neuroevo list NAME`` uses: it cannot drift.
-- ``scaling.md`` (running on Ray) joins the navigation when the file exists.
+- ``pbt.md`` and ``scaling.md`` (written with PBT and the Ray executor) join the navigation
+  when their files exist.
 """
 
 from __future__ import annotations
@@ -62,12 +63,21 @@ def config_reference() -> str:
     return "\n".join(parts)
 
 
+#: pages other parts of the project write (file, title, the nav entry they follow); each joins the
+#: navigation when its file exists, so the site builds (strict) with or without them
+OPTIONAL_PAGES = (
+    ("pbt.md", "Population based training", "How-to"),
+    ("scaling.md", "Scaling on Ray", "Exports"),
+)
+
+
 def on_config(config: Any) -> Any:
-    if (Path(config["docs_dir"]) / "scaling.md").is_file():
-        nav = config["nav"]
-        where = next((i for i, e in enumerate(nav) if "Exports" in e), len(nav) - 1)
-        if not any("scaling.md" in str(e) for e in nav):
-            nav.insert(where + 1, {"Scaling on Ray": "scaling.md"})
+    nav = config["nav"]
+    for name, title, after in OPTIONAL_PAGES:
+        if not (Path(config["docs_dir"]) / name).is_file() or name in str(nav):
+            continue
+        where = next((i for i, entry in enumerate(nav) if after in entry), len(nav) - 1)
+        nav.insert(where + 1, {title: name})
     return config
 
 
