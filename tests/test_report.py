@@ -272,3 +272,10 @@ def test_run_log_records_a_failed_fitness_function_and_lets_go_of_the_file(tmp_p
         "stop reason: failed (generation 0: fitness evaluation raised RuntimeError: the simulator crashed)"
         in last
     )
+
+
+def test_novelty_panels_show_the_archive_and_the_behaviour_space(tmp_path):
+    run = short(tmp_path, "maze_ns", generations=2)
+    parts = sections((run / "report" / "report.html").read_text())
+    assert len(images(parts["novelty-search"])) == 1
+    assert [alt for alt, _ in images(parts["behaviour-space"])] == ["maze_ns behaviour space"]
