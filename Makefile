@@ -1,12 +1,13 @@
 # Two entry points for a fresh clone with only Python installed:
 #   make run   -> create .venv, install, run the built-in example end to end
 #   make test  -> create .venv if needed, install dev deps, run the whole test suite
+#   make docs  -> build the documentation site into site/ (mkdocs build --strict)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -c constraints.txt
 
-.PHONY: run test venv dev lint bench bench-env clean
+.PHONY: run test venv dev lint docs bench bench-env clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +16,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,report,tensorboard,pandas]'
+	touch $@
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PIP) -e '.[docs]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -28,6 +33,9 @@ run: $(VENV)/.installed
 test: $(VENV)/.dev-installed
 	$(PY) -m pytest -q --durations=15
 
+docs: $(VENV)/.docs-installed
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check src tests benchmarks examples
 
@@ -38,4 +46,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/population_forward.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

@@ -1,10 +1,12 @@
 """Evolve a network on your own fitness function, from Python.
 
-Run: python examples/custom_fitness.py
+Run: python examples/custom_fitness.py   (NEUROEVO_EXAMPLE_GENERATIONS=2 for a short version, as CI runs it)
 The objective here is a non-differentiable one: the fraction of points of scikit-learn's
 generated "two moons" classified correctly (a step function of the weights, so gradients are useless). The
 direction is stated explicitly: maximize=True.
 """
+
+import os
 
 import torch
 from sklearn.datasets import make_moons
@@ -25,8 +27,14 @@ def accuracy(population: torch.Tensor) -> torch.Tensor:
 
 
 strategy = OpenES(net.num_params, population_size=128, init=net.init_params, sigma=0.1, lr=0.05, seed=0)
+generations = int(os.environ.get("NEUROEVO_EXAMPLE_GENERATIONS", 200))
 result = evolve(
-    strategy, net, FunctionTask(accuracy, maximize=True), generations=200, target_fitness=0.98, progress=True
+    strategy,
+    net,
+    FunctionTask(accuracy, maximize=True),
+    generations=generations,
+    target_fitness=0.98,
+    progress=True,
 )
 print(
     f"best accuracy {result.best.fitness:.3f} after {result.generations} generations ({result.stop_reason})"

@@ -1,4 +1,4 @@
-"""The ``neuroevo`` command: run, resume, list, best, play.
+"""The ``neuroevo`` command: run, resume, report, list, best, play.
 
 Exit codes: 0 done; 1 a failed run (a fitness function that raised: one line naming the
 generation, and the checkpoint ``neuroevo resume`` continues from, when one exists); 2 bad
@@ -70,14 +70,15 @@ def _start(config: Any, built: Any, run_path: Path, *, resume: bool, quiet: bool
         validate_every=settings.validate_every,
         resume=resume,
         progress=settings.progress and not quiet,
+        tensorboard=settings.tensorboard,
     )
-    best = "-" if result.best is None else f"{result.best.fitness:.6g}"
-    extra = "  ".join(f"{k} {v:.4g}" for k, v in result.validation.items())
-    _echo(
-        f"stopped ({result.stop_reason}) after {result.generations} generations, "
-        f"{result.evaluations} evaluations; best fitness {best}  {extra}".rstrip()
-    )
-    _echo(f"run folder: {run.path}  (metrics.jsonl, checkpoints/, best/, report/)")
+    from rich.console import Console
+
+    from neuroevo.runtime.logging import summary_table
+
+    Console(width=120).print(summary_table(result))
+    _echo(f"run folder: {run.path}  (config.toml, metrics.jsonl, run.log, checkpoints/, best/, report/)")
+    _echo(f"report: {run.report / 'report.html'}")
     if result.stop_reason == "interrupted":
         raise Interrupted(
             f"interrupted at generation {result.generations}; checkpoint written. "
@@ -93,19 +94,90 @@ def run(
     generations: Annotated[int | None, typer.Option(help="override run.generations")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run in --out")] = False,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(help="run these seeds one after the other into OUT/seed-N: '0-4' or '0,3,7'"),
+    ] = None,
 ) -> None:
-    """Start a run from a config: metrics, checkpoints, best network and plots go to the run folder."""
+    """Start a run from a config: metrics, checkpoints, best network and plots go to the run folder.
+
+    With --seeds, one run per seed goes to OUT/seed-<seed>, and OUT/report.html compares them
+    (mean with a 95 % confidence band, a table per seed).
+    """
     from neuroevo.config import build, load_config
     from neuroevo.runtime import RunDir
 
     _check_positive("--generations", generations, 1)
     _check_positive("--seed", seed, 0)
+    if seeds is not None:
+        if seed is not None:
+            raise ConfigError("--seed and --seeds: give one of them")
+        _run_seeds(config, out, _parse_seeds(seeds), generations, overwrite=overwrite, quiet=quiet)
+        return
     cfg = load_config(config, {"run": {"seed": seed, "generations": generations}})
     run = RunDir(out or Path("runs") / cfg.run.name)
     run.check_can_create(overwrite=overwrite)
     built = build(cfg)  # everything is checked before the run folder is touched
     run.create(cfg.to_toml(), overwrite=overwrite)
     _start(cfg, built, run.path, resume=False, quiet=quiet)
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """'0-4' -> [0, 1, 2, 3, 4]; '0,3,7' -> [0, 3, 7]; ranges and lists mix ('0-2,9')."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high or low)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds += [s for s in range(first, last + 1) if s not in seeds]
+    except ValueError:
+        raise ConfigError(f"--seeds = {text!r}; allowed: seeds >= 0 as 'A-B' (A <= B) or 'A,B,C'") from None
+    return seeds
+
+
+def _run_seeds(
+    config: Path, out: Path | None, seeds: list[int], generations: int | None, *, overwrite: bool, quiet: bool
+) -> None:
+    """One run per seed, in OUT/seed-<seed>, one after the other; then OUT/report.html over all of them.
+
+    Every config and folder is checked before the first run starts.
+    """
+    from neuroevo.config import build, load_config
+    from neuroevo.runtime import RunDir
+    from neuroevo.runtime.report import write_report
+
+    configs = [load_config(config, {"run": {"seed": s, "generations": generations}}) for s in seeds]
+    parent = out or Path("runs") / configs[0].run.name
+    if RunDir(parent).is_run():
+        raise ConfigError(f"--out {parent}: holds a single run; allowed: a new folder for --seeds")
+    runs = [RunDir(parent / f"seed-{s}") for s in seeds]
+    for run in runs:
+        run.check_can_create(overwrite=overwrite)
+    for cfg, run in zip(configs, runs, strict=True):
+        built = build(cfg)
+        run.create(cfg.to_toml(), overwrite=overwrite)
+        _echo(f"seed {cfg.run.seed}: {run.path}")
+        _start(cfg, built, run.path, resume=False, quiet=quiet)
+    report = write_report(
+        [parent], parent / "report.html", title=f"neuroevo run {parent.name}: seeds {seeds}"
+    )
+    _echo(f"report over {len(seeds)} seeds: {report}")
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run folders, or folders of runs (from --seeds)")],
+    out: Annotated[Path, typer.Option(help="the HTML file to write")] = Path("report.html"),
+) -> None:
+    """One self-contained HTML report of runs, overlaid; a folder of seeds shows their mean and spread."""
+    from neuroevo.runtime.report import write_report
+
+    for path in runs:
+        if not path.exists():
+            raise ConfigError(f"run folder {path} does not exist")
+    _echo(f"wrote {write_report(runs, out)}")
 
 
 def _check_positive(option: str, value: float | None, least: float, strict: bool = False) -> None:

@@ -57,6 +57,10 @@ class RunParams(BaseModel):
         True, description="keep freed tensor memory in the process (glibc malloc; fewer page faults)"
     )
     progress: bool = Field(True, description="show a progress bar")
+    tensorboard: bool = Field(
+        False,
+        description="also write metrics as TensorBoard scalars to RUN/tensorboard (neuroevo[tensorboard])",
+    )
 
     @field_validator("device")
     @classmethod
@@ -280,6 +284,7 @@ RESUMABLE_KEYS = (
     "run.threads",
     "run.keep_freed_memory",
     "run.progress",
+    "run.tensorboard",
 )
 
 
@@ -431,6 +436,10 @@ def build(config: Config) -> Built:
     import torch
 
     run = config.run
+    if run.tensorboard:
+        from neuroevo.runtime.logging import require_tensorboard
+
+        require_tensorboard()
     if run.threads:
         torch.set_num_threads(run.threads)
     memory.configure(run.keep_freed_memory)

@@ -119,6 +119,7 @@ def evolve(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    tensorboard: bool = False,
 ) -> EvolutionResult:
     """Evolve until ``generations`` (total, counted from 0), ``target_fitness`` or ``time_budget`` s.
 
@@ -129,12 +130,15 @@ def evolve(
     it is written to ``best/``; otherwise the best is validated every ``validate_every``
     generations. A fitness evaluation that raises stops the run with
     ``FitnessEvaluationError`` naming the generation (and the last checkpoint, if any).
+    With ``run_dir``, ``run.log`` records resume events, warnings and the stop reason,
+    ``report/report.html`` is written at the end, and ``tensorboard=True`` writes the metrics
+    as TensorBoard scalars too (``neuroevo.runtime.logging``).
     """
     stop = _StopRule(generations, target_fitness, time_budget, callbacks)
     memory.keep_freed_memory()  # process-wide malloc tuning, once (memory.configure / env switch it off)
     executor = executor or LocalExecutor()
     run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir(run_dir)
-    recorder = _Recorder(run, keep_checkpoints)
+    recorder = _Recorder(run, keep_checkpoints, tensorboard)
     ledger, metrics = recorder.start(strategy, task, resume=resume, overwrite=overwrite)
     clock = _Clock(ledger.elapsed)
     bar = _Progress(generations, strategy.generation) if progress else None
@@ -154,11 +158,15 @@ def evolve(
         stop_reason = "interrupted"
     except FitnessEvaluationError as exc:
         exc.last_checkpoint = recorder.last_checkpoint
+        recorder.close(f"stop reason: failed ({exc})")
+        raise
+    except Exception as exc:  # anything else (a strategy, a worker): run.log says so, then it propagates
+        recorder.close(f"stop reason: error ({type(exc).__name__}: {exc})")
         raise
     finally:
         if bar is not None:
             bar.close(stop_reason)
-    recorder.finish(strategy, task, ledger, clock, metrics)
+    recorder.finish(strategy, task, ledger, clock, metrics, stop_reason)
     return EvolutionResult(
         best=strategy.best,
         generations=strategy.generation,
@@ -291,11 +299,14 @@ def _reevaluate(
 class _Recorder:
     """Everything a run writes to its folder: metrics lines, ``best/``, checkpoints, the report."""
 
-    def __init__(self, run: RunDir | None, keep_checkpoints: int):
+    def __init__(self, run: RunDir | None, keep_checkpoints: int, tensorboard: bool = False):
         self.run = run
         self.keep = keep_checkpoints
         self.last_checkpoint: int | None = None
         self.written_key: list[float] | None = None
+        self.tensorboard = tensorboard
+        self.log: Any = None  # run.log's handler while the run goes
+        self.board: Any = None  # TensorBoard writer, with tensorboard=True
 
     def start(self, strategy: Any, task: Any, *, resume: bool, overwrite: bool) -> tuple[_Ledger, list]:
         """Prepare the folder, or load the newest checkpoint when resuming; returns the ledger and metrics."""
@@ -303,6 +314,7 @@ class _Recorder:
         if not resume:
             if run is not None:
                 run.prepare(overwrite=overwrite)
+                self._open_logs(0, "started")
             return _Ledger(), []
         if run is None:
             raise ValueError("resume=True needs run_dir")
@@ -310,13 +322,36 @@ class _Recorder:
         found = run.latest_checkpoint()
         if found is None:
             run.truncate_metrics(0)
+            self._open_logs(0, "resumed: no complete checkpoint, starting from generation 0")
             return _Ledger(), []
         self.last_checkpoint, state = found
         strategy.load_state_dict(state["strategy"])
         task.load_state_dict(state.get("task", {}))
         ledger = _Ledger.from_state(state["runtime"])
         self.written_key = ledger.best_key
+        self._open_logs(
+            strategy.generation, f"resumed from the checkpoint of generation {strategy.generation}"
+        )
         return ledger, run.truncate_metrics(strategy.generation)
+
+    def _open_logs(self, generation: int, event: str) -> None:
+        from neuroevo.runtime import logging as runlog
+
+        if self.tensorboard:
+            self.board = runlog.TensorBoardLog(self.run.path, start=generation)
+        self.log = runlog.open_run_log(self.run.path)
+        runlog.LOGGER.info("%s %s", event, self.run.path)
+
+    def close(self, message: str = "") -> None:
+        """Log ``message``, then close ``run.log`` and the TensorBoard writer."""
+        from neuroevo.runtime import logging as runlog
+
+        if message and self.log is not None:
+            runlog.LOGGER.info(message)
+        if self.board is not None:
+            self.board.close()
+        runlog.close_run_log(self.log)
+        self.log = self.board = None
 
     def record(self, line: dict[str, Any], strategy: Any, phenotype: Any, task: Any, ledger: _Ledger) -> None:
         """Append the metrics line; write ``best/`` when the best member changed.
@@ -327,6 +362,8 @@ class _Recorder:
         if self.run is None:
             return
         self.run.append_metrics(line)
+        if self.board is not None:
+            self.board.add(line)
         best = strategy.best
         if best is not None and ledger.best_key is not None and ledger.best_key != self.written_key:
             extra: dict[str, Any] = {"validation": ledger.best_validation}
@@ -346,20 +383,38 @@ class _Recorder:
         self.run.write_checkpoint(strategy.generation, state, keep=self.keep)
         self.last_checkpoint = strategy.generation
 
-    def finish(self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock, metrics: list) -> None:
+    def finish(
+        self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock, metrics: list, stop_reason: str
+    ) -> None:
         """The final checkpoint (unless the last generation has one) and the report."""
         if self.run is None:
             return
-        if self.last_checkpoint != strategy.generation:
-            self.checkpoint(strategy, task, ledger, clock)
-        all_metrics = self.run.read_metrics() or metrics
-        if all_metrics:
-            from neuroevo.runtime.plots import plot_fitness
+        from neuroevo.runtime.logging import LOGGER
 
-            plot_fitness(all_metrics, self.run.report / "fitness.png")
-        for obj in (strategy, task):
-            if isinstance(obj, WritesReport):
-                obj.write_report(self.run.report)
+        LOGGER.info("stop reason: %s at generation %d", stop_reason, strategy.generation)
+        try:
+            if self.last_checkpoint != strategy.generation:
+                self.checkpoint(strategy, task, ledger, clock)
+            all_metrics = self.run.read_metrics() or metrics
+            if all_metrics:
+                from neuroevo.runtime.plots import plot_fitness
+
+                plot_fitness(all_metrics, self.run.report / "fitness.png")
+            for obj in (strategy, task):
+                if isinstance(obj, WritesReport):
+                    obj.write_report(self.run.report)
+            self._html_report(stop_reason)
+        finally:
+            self.close()
+
+    def _html_report(self, stop_reason: str) -> None:
+        from neuroevo.runtime.logging import LOGGER
+        from neuroevo.runtime.report import write_run_report
+
+        try:
+            write_run_report(self.run.path, stop_reason)
+        except Exception as exc:  # a report that fails must not lose a finished run: say so in run.log
+            LOGGER.warning("report/report.html not written: %s: %s", type(exc).__name__, exc)
 
 
 class _Progress:

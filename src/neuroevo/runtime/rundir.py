@@ -108,9 +108,11 @@ class RunDir:
         """Remove what a previous run wrote here (metrics, checkpoints, best/, report/), so a new run
         starts from an empty folder; other files of the user's are left alone."""
         self.metrics.unlink(missing_ok=True)
+        for name in ("run.log", "pbt.jsonl"):
+            (self.path / name).unlink(missing_ok=True)
         if not keep_config:
             self.config.unlink(missing_ok=True)
-        for folder in (self.checkpoints, self.best, self.report):
+        for folder in (self.checkpoints, self.best, self.report, self.path / "tensorboard"):
             if folder.is_dir():
                 shutil.rmtree(folder)
 
