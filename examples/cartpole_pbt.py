@@ -17,6 +17,7 @@ update; ``validate`` plays 100 greedy episodes with the best member (``eval_retu
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 import torch
@@ -170,7 +171,10 @@ class CartPoleReinforce(Task):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--generations", type=int, default=6)
+    # NEUROEVO_EXAMPLE_GENERATIONS: the short version the example tests run
+    parser.add_argument(
+        "--generations", type=int, default=int(os.environ.get("NEUROEVO_EXAMPLE_GENERATIONS", 6))
+    )
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/cartpole_pbt")
