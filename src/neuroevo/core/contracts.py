@@ -15,11 +15,15 @@ Two things live here, and nowhere else:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from neuroevo.core.types import Fitness
 
 
 class PopulationKind(StrEnum):
@@ -128,8 +132,59 @@ class ExportsIO(Protocol):
     def export_io(self) -> dict[str, Any]: ...
 
 
+@dataclass
+class MemberResults:
+    """What ``ShardedEvaluation.evaluate_members`` returns for the members of one shard.
+
+    ``values[P]`` and ``descriptors[P, K]`` as in ``Fitness``; ``steps`` summed over shards;
+    ``rows``: per-member partial statistics (first dimension P: observation sums, episode
+    lengths), which ``merge_members`` reduces over the whole population in member order.
+    """
+
+    values: torch.Tensor
+    descriptors: torch.Tensor | None = None
+    steps: int = 0
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def concat(parts: Sequence[MemberResults]) -> MemberResults:
+        """The shards' results joined in shard order: the population's results, exactly."""
+        if len(parts) == 1:
+            return parts[0]
+        descriptors = None
+        if parts[0].descriptors is not None:
+            descriptors = torch.cat([p.descriptors for p in parts])  # type: ignore[misc]
+        return MemberResults(
+            values=torch.cat([p.values for p in parts]),
+            descriptors=descriptors,
+            steps=sum(int(p.steps) for p in parts),
+            rows={k: torch.cat([p.rows[k] for p in parts]) for k in parts[0].rows},
+        )
+
+
+@runtime_checkable
+class ShardedEvaluation(Protocol):
+    """A task whose evaluation has a per-member part and a whole-population part.
+
+    Observation statistics and batch metrics are reductions over the whole population; an
+    executor that splits the population into shards must reduce them in the same order to get
+    the same bits. ``evaluate_members`` runs some members and leaves the task unchanged;
+    ``merge_members`` takes the results of all members (``MemberResults.concat`` of the
+    shards, in member order), updates the task's state and returns the population's
+    ``Fitness``. ``evaluate`` is the two in a row, so every executor merges alike.
+    """
+
+    def evaluate_members(
+        self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0
+    ) -> MemberResults: ...
+
+    def merge_members(self, results: MemberResults, generation: int = 0, *, stream: int = 0) -> Fitness: ...
+
+
 __all__ = [
     "ExportsIO",
+    "MemberResults",
+    "ShardedEvaluation",
     "CAPABILITY_WORDS",
     "POPULATION_KIND_WORDS",
     "Capability",

@@ -28,7 +28,7 @@ from neuroevo.core import memory
 from neuroevo.core.contracts import ExportsIO, HasGenome, Reevaluating, WritesReport
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
-from neuroevo.runtime.executor import Executor, LocalExecutor
+from neuroevo.runtime.executor import Executor, LocalExecutor, ReportsStats
 from neuroevo.runtime.rundir import RunDir
 
 Callback = Callable[[dict[str, Any], Any], Any]
@@ -218,6 +218,7 @@ def _generation(
         "nan_count": strategy.last_nan_count,
         **{k: float(v) for k, v in stats.items()},
         **{k: float(v) for k, v in fitness.metrics.items()},
+        **(executor.generation_stats() if isinstance(executor, ReportsStats) else {}),
         **{k: float(v) for k, v in ledger.validation.items()},
         "seconds": seconds,
         "elapsed": clock.elapsed(),
