@@ -57,6 +57,16 @@ class RunParams(BaseModel):
         True, description="keep freed tensor memory in the process (glibc malloc; fewer page faults)"
     )
     progress: bool = Field(True, description="show a progress bar")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where members are evaluated: local (this process) or ray (shards on Ray actors)"
+    )
+    ray_address: str = Field(
+        "auto",
+        description="executor = 'ray': auto (this machine's cluster or RAY_ADDRESS), a head's host:port, "
+        "or local (a private Ray started by the run)",
+    )
+    workers: int = Field(2, ge=1, description="executor = 'ray': Ray actors, 1 CPU each")
+    gpus_per_worker: float = Field(0.0, ge=0, description="executor = 'ray': GPUs requested per actor")
 
     @field_validator("device")
     @classmethod
@@ -257,6 +267,10 @@ RESUMABLE_KEYS = (
     "run.threads",
     "run.keep_freed_memory",
     "run.progress",
+    "run.executor",
+    "run.ray_address",
+    "run.workers",
+    "run.gpus_per_worker",
 )
 
 

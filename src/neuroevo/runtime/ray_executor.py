@@ -130,6 +130,7 @@ class RayExecutor:
         num_gpus_per_actor: float = 0,
         threads_per_actor: int = 1,
         connect_timeout_s: float = 30.0,
+        start_timeout_s: float = 180.0,
         runtime_env: dict[str, Any] | None = None,
     ):
         if workers < 1:
@@ -141,7 +142,7 @@ class RayExecutor:
         self.ray = _import_ray()
         self.address, self.workers = address, int(workers)
         self.num_gpus, self.threads = float(num_gpus_per_actor), int(threads_per_actor)
-        self.timeout = float(connect_timeout_s)
+        self.timeout, self.start_timeout = float(connect_timeout_s), float(start_timeout_s)
         self.worker_failures = 0
         self.bytes_out = self.bytes_in = 0
         self._actors: list[Any] = []
@@ -158,10 +159,11 @@ class RayExecutor:
     # -- connection and placement ------------------------------------------------------------------
     def _connect(self, runtime_env: dict[str, Any] | None) -> None:
         ray, address = self.ray, self.address
-        if ray.is_initialized():
-            return
         if address not in (None, "auto") and not address.startswith("ray://"):
             _probe(address, self.timeout)
+        if ray.is_initialized():  # this process is connected already (a second executor, a notebook)
+            self._check_resources()
+            return
         kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
         if runtime_env:
             kwargs["runtime_env"] = runtime_env
@@ -192,6 +194,17 @@ class RayExecutor:
                 f"at {self.address or 'this process'} has {cpus:g} CPUs and {gpus:g} GPUs"
             )
 
+    def start(self, task: Any, phenotype: Any) -> None:
+        """Start the actors with ``task`` and ``phenotype`` now (``evaluate`` does it on first use);
+        a ``ConfigError`` if they cannot all start within ``start_timeout_s``."""
+        if self._bound == (id(task), id(phenotype)):
+            return
+        if self._actors:
+            self._kill_actors()
+        self._start_actors(task, phenotype)
+        self._bound = (id(task), id(phenotype))
+        self._state_hash = None
+
     def _start_actors(self, task: Any, phenotype: Any) -> None:
         ray = self.ray
         remote = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0)(_Worker)
@@ -202,27 +215,21 @@ class RayExecutor:
         ]
         self._versions = [-1] * self.workers
         pending = [a.pid.remote() for a in self._actors]
-        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=self.timeout)
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=self.start_timeout)
         if len(ready) < len(pending):
             self.close()
             raise ConfigError(
                 f"workers = {self.workers}: only {len(ready)} Ray actors started within "
-                f"{self.timeout:g} s (connect_timeout_s); the cluster cannot place 1 CPU and "
+                f"{self.start_timeout:g} s (start_timeout_s); the cluster cannot place 1 CPU and "
                 f"{self.num_gpus:g} GPUs per actor"
             )
-        self.pids = ray.get(ready)
+        self.pids = ray.get(pending)  # in actor order
 
     # -- evaluation -----------------------------------------------------------------------------------
     def evaluate(
         self, task: Any, phenotype: Any, population: Any, generation: int, *, stream: int = 0
     ) -> Fitness:
-        bound = (id(task), id(phenotype))
-        if self._bound != bound:
-            if self._actors:
-                self._kill_actors()
-            self._start_actors(task, phenotype)
-            self._bound = bound
-            self._state_hash = None
+        self.start(task, phenotype)
         self._ship_state(task)
         bounds = shard_bounds(population_size(population), len(self.live()) or 1)
         shards = [take(population, a, b) for a, b in bounds]
