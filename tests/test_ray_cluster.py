@@ -9,11 +9,15 @@ process the cluster started is killed by process id when the module ends, pass o
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 ray = pytest.importorskip("ray")
 
@@ -175,3 +179,55 @@ def test_ray_not_installed_is_a_config_error(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ConfigError, match=r"pip install 'neuroevo\[ray\]'"):
         RayExecutor("auto", workers=1)
+
+
+def _cli(args: list[str], cluster: LocalCluster, **kwargs: Any) -> subprocess.Popen:
+    env = {**cluster.env, "PYTHONPATH": str(SRC)}
+    return subprocess.Popen([sys.executable, "-m", "neuroevo", *args], env=env, **kwargs)
+
+
+def _lines(run: Path) -> list[dict[str, Any]]:
+    return _strip([json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()])
+
+
+def test_cli_driver_killed_resumes_on_ray_and_locally(cluster: LocalCluster, tmp_path: Path) -> None:
+    """``neuroevo run --ray`` SIGKILLed mid-run; ``resume --ray`` then ``resume --local`` end
+    bit-identical to an uninterrupted local run."""
+    data = _data("openes", {**CARTPOLE, "episodes": 10}, 256)
+    data["run"].update(generations=8, threads=1)
+    config = tmp_path / "es.toml"
+    config.write_text(tomli_w.dumps(data))
+    full, run = tmp_path / "full", tmp_path / "ray"
+    assert _cli(["run", str(config), "--out", str(full), "--quiet"], cluster).wait(300) == 0
+    driver = _cli(["run", str(config), "--out", str(run), "--quiet", "--ray", cluster.address], cluster)
+    deadline = time.monotonic() + 240
+    while len(list(run.glob("checkpoints/*.json"))) < 2 and time.monotonic() < deadline:
+        assert driver.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    driver.kill()  # SIGKILL
+    driver.wait(30)
+    assert len(_lines(run)) < 8
+    resume = ["resume", str(run), "--quiet"]
+    assert _cli([*resume, "--generations", "6", "--ray", cluster.address], cluster).wait(300) == 0
+    assert _cli([*resume, "--generations", "8", "--local"], cluster).wait(300) == 0
+    assert _lines(run) == _lines(full)
+
+
+def test_cli_unreachable_cluster_is_exit_2_before_the_run_folder(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    data = _data("ga", {"name": "xor"}, 64)
+    config = tmp_path / "ga.toml"
+    config.write_text(tomli_w.dumps(data))
+    out = tmp_path / "never"
+    t0 = time.monotonic()
+    proc = _cli(
+        ["run", str(config), "--out", str(out), "--ray", f"127.0.0.1:{free_port()}"],
+        cluster,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.count("\n") == 1 and "does not answer" in err, err
+    assert time.monotonic() - t0 < 30
+    assert not out.exists()
