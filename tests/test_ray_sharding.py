@@ -25,6 +25,7 @@ from neuroevo.runtime.executor import (
     shard_bounds,
     take,
 )
+from neuroevo.strategies.openes import OpenES
 from test_contracts import PAIRS, TASK_KEYS, _config, _task_for
 
 
@@ -33,12 +34,21 @@ class ShardedInProcess:
 
     def __init__(self, shards: int):
         self.shards = shards
+        self.recipe: tuple[Any, Any] = (None, None)
+        self.rebuilt = 0
+
+    def note_recipe(self, population: Any, recipe: Any) -> None:
+        self.recipe = (population, recipe)
 
     def evaluate(self, task: Any, phenotype: Any, population: Any, generation: int, *, stream: int = 0):
         bounds = shard_bounds(population_size(population), self.shards)
-        parts = [
-            evaluate_shard(task, phenotype, take(population, a, b), generation, stream) for a, b in bounds
-        ]
+        noted, recipe = self.recipe
+        if noted is population and recipe is not None:  # what a Ray worker does with keys
+            shards = [recipe.rows(a, b) for a, b in bounds]
+            self.rebuilt += 1
+        else:
+            shards = [take(population, a, b) for a, b in bounds]
+        parts = [evaluate_shard(task, phenotype, shard, generation, stream) for shard in shards]
         return merge_shards(task, parts, generation, stream)
 
     def close(self) -> None:
@@ -93,3 +103,20 @@ def test_observation_statistics_merge_like_one_batch(task: str, strategy: str, t
         got = built.task.state_dict()["obs_norm"][key]
         assert torch.equal(torch.as_tensor(got), torch.as_tensor(value)), key
     assert built.task.obs_norm.count > 0
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_openes_members_rebuilt_from_keys_are_the_asked_rows(antithetic: bool) -> None:
+    es = OpenES(37, 200, sigma=0.3, lr=0.1, antithetic=antithetic, seed=4)
+    executor = ShardedInProcess(3)
+    for generation in range(3):
+        population = es.ask()
+        recipe = es.member_recipe()
+        assert recipe is not None and recipe.generation == generation
+        assert torch.equal(recipe.rows(0, 200), population)
+        assert torch.equal(recipe.rows(64, 150), population[64:150])
+        es.tell(-(population * population).sum(1))
+    data = _config("openes", "mlp", {"name": "xor"}, 3)
+    data["strategy"]["population_size"] = 160
+    assert _metrics(data, executor, 3) == _metrics(data, LocalExecutor(), 3)
+    assert executor.rebuilt == 3

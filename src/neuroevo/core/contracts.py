@@ -162,6 +162,51 @@ class MemberResults:
         )
 
 
+@dataclass
+class GaussianMembers:
+    """Members ``center + sigma * eps_j`` (antithetic: ``center - sigma * eps_j`` after the first
+    half), ``eps_j`` keyed by ``(seed, generation, j, purpose)``: an OpenES population as its
+    shared state plus member keys (Salimans et al. 2017), so a worker rebuilds its own rows
+    and only the centre crosses the wire. ``rows(a, b)`` equals ``population[a:b]`` bit for bit.
+    """
+
+    center: torch.Tensor
+    sigma: float
+    seed: int
+    generation: int
+    size: int
+    antithetic: bool
+    purpose: str = "noise"
+
+    def __len__(self) -> int:
+        return self.size
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        from neuroevo.core.random import population_normal
+
+        half = self.size // 2 if self.antithetic else self.size
+        index = torch.arange(start, stop)
+        keys = (index % half if self.antithetic else index).tolist()
+        dim, dtype = self.center.numel(), self.center.dtype
+        eps = population_normal(keys, dim, self.seed, self.generation, self.purpose, dtype=dtype)
+        scaled = self.sigma * eps.to(self.center.device)
+        if not self.antithetic:
+            return self.center + scaled
+        plus = (index < half).to(self.center.device).unsqueeze(1)
+        return torch.where(plus, self.center + scaled, self.center - scaled)
+
+
+@runtime_checkable
+class RegeneratesMembers(Protocol):
+    """A strategy whose last ``ask()`` is a function of shared state plus member keys.
+
+    ``member_recipe()`` describes that population (e.g. ``GaussianMembers``), or None; a
+    distributed executor then sends the recipe and member ranges instead of the rows.
+    """
+
+    def member_recipe(self) -> GaussianMembers | None: ...
+
+
 @runtime_checkable
 class ShardedEvaluation(Protocol):
     """A task whose evaluation has a per-member part and a whole-population part.
@@ -183,6 +228,8 @@ class ShardedEvaluation(Protocol):
 
 __all__ = [
     "ExportsIO",
+    "GaussianMembers",
+    "RegeneratesMembers",
     "MemberResults",
     "ShardedEvaluation",
     "CAPABILITY_WORDS",

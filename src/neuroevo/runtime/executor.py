@@ -42,6 +42,17 @@ class ReportsStats(Protocol):
     def generation_stats(self) -> dict[str, float]: ...
 
 
+@runtime_checkable
+class TakesMemberRecipes(Protocol):
+    """An executor that can send a ``RegeneratesMembers`` strategy's recipe instead of the rows.
+
+    The runtime calls ``note_recipe(population, recipe)`` after each ``ask()``; the recipe is
+    valid for that population object only.
+    """
+
+    def note_recipe(self, population: Any, recipe: Any) -> None: ...
+
+
 class LocalExecutor:
     """Evaluates the whole population in this process as one batched call."""
 

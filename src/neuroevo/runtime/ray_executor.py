@@ -18,9 +18,10 @@ continues from. Connecting fails within ``connect_timeout_s`` with a one-line
 ``ConfigError`` (CLI exit 2): Ray not installed, an address that does not answer, a cluster
 without the requested CPUs/GPUs, a Ray version different from the cluster's.
 
-What crosses the wire is the population shards themselves (tensors through Ray's object
-store); ES/EGGROLL populations regenerated on the workers from shared state and member keys
-are not implemented yet (see docs/scaling.md for the bytes this costs).
+What crosses the wire: for OpenES (the ``RegeneratesMembers`` hook) the centre once per
+generation through the object store and each shard's member range; the workers rebuild
+their rows from the counter-based keys. Every other population goes as its shard (flat
+rows, NEAT genome tensors, EGGROLL's low-rank factors). See docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import io
 import os
 import socket
 import time
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 import torch
@@ -74,6 +75,15 @@ def nbytes(obj: Any) -> int:
     return 0
 
 
+@dataclass
+class _Rows:
+    """Members ``start..stop`` of a population sent as its recipe (an object-store reference)."""
+
+    recipe: Any
+    start: int
+    stop: int
+
+
 class _Worker:
     """What runs in each actor: the task and phenotype, held for the whole run."""
 
@@ -98,6 +108,11 @@ class _Worker:
         if state is not None:
             self.task.load_state_dict(state)
             self.version = version
+        if isinstance(shard, _Rows):
+            import ray
+
+            recipe = ray.get(shard.recipe) if isinstance(shard.recipe, ray.ObjectRef) else shard.recipe
+            shard = recipe.rows(shard.start, shard.stop)
         result = evaluate_shard(self.task, self.phenotype, shard, generation, stream)
         return result, time.perf_counter() - t0
 
@@ -154,6 +169,7 @@ class RayExecutor:
         self._started_ray = False
         self._sent_state_bytes = self._state_bytes = 0
         self.pids: list[int] = []
+        self._recipe: tuple[Any, Any] = (None, None)
         self._connect(runtime_env)
 
     # -- connection and placement ------------------------------------------------------------------
@@ -231,12 +247,25 @@ class RayExecutor:
     ) -> Fitness:
         self.start(task, phenotype)
         self._ship_state(task)
-        bounds = shard_bounds(population_size(population), len(self.live()) or 1)
-        shards = [take(population, a, b) for a, b in bounds]
+        size = population_size(population)
+        bounds = shard_bounds(size, len(self.live()) or 1)
+        noted, recipe = self._recipe
+        self._recipe = (None, None)
+        if recipe is not None and noted is population and len(recipe) == size:
+            ref = self.ray.put(recipe)  # once per generation: the centre; members are keys
+            shards: list[Any] = [_Rows(ref, a, b) for a, b in bounds]
+            sent = nbytes(recipe) + 16 * len(bounds)
+        else:
+            shards = [take(population, a, b) for a, b in bounds]
+            sent = sum(nbytes(s) for s in shards)
         parts = self._run(shards, generation, stream)
-        self.bytes_out = sum(nbytes(s) for s in shards) + self._sent_state_bytes
+        self.bytes_out = sent + self._sent_state_bytes
         self.bytes_in = sum(nbytes(p.results) for p in parts)
         return merge_shards(task, parts, generation, stream)
+
+    def note_recipe(self, population: Any, recipe: Any) -> None:
+        """The ``TakesMemberRecipes`` hook: the next ``evaluate`` of ``population`` sends ``recipe``."""
+        self._recipe = (population, recipe)
 
     def generation_stats(self) -> dict[str, float]:
         """Counters for this generation's metrics line: failures so far and the payload bytes."""
