@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from neuroevo.core import memory
 from neuroevo.core.errors import ConfigError, FitnessEvaluationError
 from neuroevo.core.types import Fitness
 from neuroevo.runtime.executor import (
@@ -90,6 +91,7 @@ class _Worker:
     def __init__(self, threads: int, task: Any, phenotype: Any):
         if threads > 0:
             torch.set_num_threads(threads)
+        memory.keep_freed_memory()  # the malloc tuning evolve() applies in the driver, here too
         self.task, self.phenotype = task, phenotype
         self.version = -1
 
