@@ -120,3 +120,48 @@ def test_openes_members_rebuilt_from_keys_are_the_asked_rows(antithetic: bool) -
     data["strategy"]["population_size"] = 160
     assert _metrics(data, executor, 3) == _metrics(data, LocalExecutor(), 3)
     assert executor.rebuilt == 3
+
+
+def _toml(tmp_path: Path, run: dict[str, Any]) -> Path:
+    import tomli_w
+
+    data = _config("ga", "mlp", {"name": "xor"}, 2)
+    data["run"].update(run)
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    "run, args, message",
+    [
+        ({"executor": "spark"}, [], "run.executor"),
+        ({"workers": 0}, [], "run.workers"),
+        ({"workers": "2"}, [], "run.workers"),
+        ({}, ["--workers", "0"], "--workers = 0"),
+        ({"executor": "ray"}, [], "pip install 'neuroevo[ray]'"),
+    ],
+)
+def test_ray_settings_are_checked_before_the_run_folder(
+    run: dict[str, Any], args: list[str], message: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import sys
+
+    from neuroevo.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    out = tmp_path / "run"
+    assert main(["run", str(_toml(tmp_path, run)), "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
+
+
+def test_resume_takes_local_or_ray_not_both(tmp_path: Path, capsys) -> None:
+    from neuroevo.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(_toml(tmp_path, {})), "--out", str(out), "--quiet"]) == 0
+    assert main(["resume", str(out), "--generations", "3", "--local", "--ray", "auto"]) == 2
+    assert "--local and --ray" in capsys.readouterr().err
+    assert main(["resume", str(out), "--generations", "3", "--local", "--quiet"]) == 0
