@@ -295,6 +295,7 @@ BASE = "[task]\nname = 'xor'\n[strategy]\nname = 'ga'\npopulation_size = 20\ntru
         ("[run]\ntarget_fitness = nan\n" + BASE, "run.target_fitness = nan"),
         (BASE.replace("population_size = 20", "population_size = '100'"), "strategy.population_size = '100'"),
         (BASE + "[network]\nhidden = []\n", "network.hidden = []"),
+        (BASE.replace("name = 'xor'", "name = 'digits'\nbatch_size = '128'"), "task.batch_size = '128'"),
         (BASE + "[network]\nhidden = [4]\nactivation = [['tanh', 'relu', 'sin']]\n", "network.activation ="),
         (BASE.replace("name = 'xor'", "name = 'sine'\nmetric = 'accuracy'"), "task.metric = 'accuracy'"),
         (

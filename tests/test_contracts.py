@@ -34,6 +34,7 @@ STRATEGY_KEYS: dict[str, dict[str, Any]] = {
     "nsr_ga": {"population_size": 12, "truncation": 4},
     "ns_es": {"population_size": 12},
     "nsr_es": {"population_size": 12},
+    "novelty": {"population_size": 12, "truncation": 4},  # base = "ga" by default
     "neat": {"population_size": 12},
 }
 

@@ -8,13 +8,20 @@ import json
 import pytest
 import torch
 
+from neuroevo.core.contracts import Capability
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.nn import PopulationMLP, VectorPhenotype
 from neuroevo.strategies import GA, STRATEGIES, Novelty, OpenES, reconstruct
 from neuroevo.strategies.novelty import knn_novelty, novelty_score, pareto_fronts
 from neuroevo.tasks import TASKS
-from neuroevo.tasks.maze import HARD_MAZE, MazeTask, plot_maze_positions, segment_distance
+from neuroevo.tasks.maze import (
+    HARD_MAZE,
+    MazeTask,
+    plot_maze_positions,
+    read_maze_positions,
+    segment_distance,
+)
 
 
 def brute_novelty(desc: torch.Tensor, archive: torch.Tensor, k: int) -> torch.Tensor:
@@ -200,6 +207,162 @@ def test_ns_ga_with_seed_chains_exports_the_best_by_reward():
         )
 
 
+# -- novelty over any base strategy ------------------------------------------------------------------
+
+
+MAZE_CONFIG = {
+    "task": {"name": "maze", "steps": 60},
+    "network": {"type": "mlp", "hidden": [4], "output_activation": "tanh"},
+}
+
+
+def novelty_config(**strategy):
+    from neuroevo.config import validate_config
+
+    return validate_config({**MAZE_CONFIG, "strategy": strategy})
+
+
+def run_config(config, generations: int):
+    """Build ``config`` and run it for ``generations``; returns (strategy, populations, stats)."""
+    from neuroevo.config import build
+
+    built = build(config)
+    pops, stats = [], []
+    for g in range(generations):
+        pop = built.strategy.ask()
+        pops.append(pop.clone())
+        stats.append(built.strategy.tell(built.task.evaluate(built.phenotype, pop, g)))
+    return built.strategy, pops, stats
+
+
+@pytest.mark.parametrize("base", ["snes", "cmaes"])
+def test_novelty_over_a_base_without_a_variant_searches_the_maze(base):
+    config = novelty_config(name="novelty", base=base, reward_weight=0.0, k=5, archive_prob=0.2, sigma=0.5)
+    strategy, pops, stats = run_config(config, 6)
+    assert type(strategy.base).name == base and strategy.mode == "ns"
+    assert Novelty.needs == frozenset({Capability.DESCRIPTORS}) and strategy.population_kind == "flat"
+    sizes = [s["archive_size"] for s in stats]
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0] and strategy.archive.shape[1] == 2
+    # the base moved: novelty scores drove its updates (a CMA-ES/SNES centre told only zeros would not)
+    assert not torch.allclose(pops[0].mean(0), pops[-1].mean(0))
+    # the resolved config writes the base's defaults out and validates again
+    resolved = config.to_dict()["strategy"]
+    assert resolved["base"] == base and "sigma" in resolved and len(resolved) > 12
+    again = novelty_config(**resolved)
+    assert again.strategy.model_dump() == config.strategy.model_dump()
+
+
+def test_novelty_wrapper_resumes_bit_identically():
+    config = novelty_config(name="novelty", base="cmaes", reward_weight=0.5, archive_prob=0.3)
+    reference, ref_pops, _ = run_config(config, 6)
+    from neuroevo.config import build
+
+    built = build(config)
+    for g in range(3):
+        pop = built.strategy.ask()
+        built.strategy.tell(built.task.evaluate(built.phenotype, pop, g))
+    state = copy.deepcopy(built.strategy.state_dict())
+    resumed = build(config).strategy
+    resumed.load_state_dict(state)
+    for g in range(3, 6):
+        pop = resumed.ask()
+        assert torch.equal(pop, ref_pops[g])
+        resumed.tell(built.task.evaluate(built.phenotype, pop, g))
+    assert torch.equal(resumed.archive, reference.archive)
+
+
+@pytest.mark.parametrize(
+    ("preset", "generic"),
+    [
+        ({"name": "ns_ga", "truncation": 5}, {"base": "ga", "truncation": 5}),
+        (
+            {"name": "nsr_es", "weight": 0.3, "meta_population": 2},
+            {
+                "base": "openes",
+                "reward_weight": 0.3,
+                "meta_population": 2,
+                "archive_prob": 0.0,
+                "add_centre": True,
+                "population_neighbours": False,
+            },
+        ),
+        (
+            {"name": "nsr_ga", "mode": "nsr_pareto", "truncation": 5},
+            {"base": "ga", "pareto": True, "reward_weight": 0.5, "truncation": 5},
+        ),
+    ],
+)
+def test_presets_are_the_wrapper_with_their_papers_defaults(preset, generic):
+    a, pops_a, stats_a = run_config(novelty_config(population_size=20, **preset), 5)
+    b, pops_b, stats_b = run_config(novelty_config(name="novelty", population_size=20, **generic), 5)
+    assert a.name == preset["name"] and b.name == "novelty"
+    for x, y in zip(pops_a, pops_b, strict=True):
+        assert torch.equal(x, y)
+    assert stats_a == stats_b and torch.equal(a.archive, b.archive)
+
+
+def test_presets_reproduce_the_results_before_the_wrapper():
+    """Numbers recorded with the four hand-written variant classes this wrapper replaced."""
+    expected = {
+        ("ns_ga", "vector"): (-64.82785034179688, 3),
+        ("ns_ga", "seeds"): (-64.82785034179688, 3),
+        ("nsr_es", None): (-63.36359786987305, 6),
+    }
+    for (name, genome), (best, archived) in expected.items():
+        task = MazeTask(steps=40, record_history=False)
+        net = PopulationMLP([task.in_features, 4, task.out_features], output_activation="tanh")
+        cls = STRATEGIES.get(name)
+        extra = {"truncation": 5, "genome": genome} if genome else {}
+        strategy = cls.from_params(cls.Params(population_size=20, **extra), phenotype=net, seed=3)
+        for g in range(6):
+            strategy.tell(task.evaluate(net, strategy.ask(), g))
+        assert strategy.best.fitness == best and strategy.archive.shape == (archived, 2)
+
+
+def test_novelty_config_errors_are_one_line_naming_the_key():
+    with pytest.raises(
+        ConfigError, match=r"^strategy\.bogus = 1: unknown key; allowed keys: .*sigma.*reward_weight"
+    ):
+        novelty_config(name="novelty", base="cmaes", bogus=1)
+    with pytest.raises(
+        ConfigError, match=r"^strategy\.base = 'ns_ga': not a flat-vector strategy; allowed: .*cmaes"
+    ):
+        novelty_config(name="novelty", base="ns_ga")
+    with pytest.raises(ConfigError, match=r"^strategy\.sigma = -1"):
+        novelty_config(name="novelty", base="snes", sigma=-1)
+    with pytest.raises(ConfigError, match=r"^strategy\.k = 0"):
+        novelty_config(name="novelty", base="snes", k=0)
+    with pytest.raises(ConfigError, match="k = 0"):
+        Novelty(vector_ga(), k=0)
+    keys = Novelty.params_for("snes").model_fields
+    assert {"base", "reward_weight", "k", "archive_size", "sigma", "lr_mean"} <= set(keys)
+    assert all(info.description for name, info in keys.items() if name in Novelty.Params.model_fields)
+
+
+def test_novelty_declares_the_base_population_kind_and_needs_descriptors():
+    from neuroevo.config import validate_config
+
+    for name, params in (("novelty", {"base": "cmaes"}), ("ns_es", {})):
+        cls = STRATEGIES.get(name)
+        config = novelty_config(name=name, **params)
+        assert cls.contract(config.strategy) == ("flat", frozenset({Capability.DESCRIPTORS}))
+    with pytest.raises(ConfigError, match="descriptors"):  # xor gives no behaviour descriptors
+        validate_config({"task": {"name": "xor"}, "strategy": {"name": "novelty", "base": "cmaes"}})
+
+
+def test_archive_stays_bounded_in_checkpoints():
+    ns = Novelty(vector_ga(), archive_prob=1.0, archive_size=15)
+    sizes = []
+    for _ in range(6):
+        pop = ns.ask()
+        ns.tell(behaviour(pop))
+        sizes.append(ns.state_dict()["state"]["archive"].shape[0])
+    assert sizes == [10, 15, 15, 15, 15, 15]
+    assert Novelty(vector_ga()).archive_size == 10_000  # bounded by default
+    with pytest.raises(ConfigError):
+        Novelty(vector_ga(), archive_size=0)
+
+
 # -- the maze ----------------------------------------------------------------------------------------
 
 
@@ -268,10 +431,51 @@ def test_plot_maze_positions_writes_png(tmp_path):
     assert as_list.stat().st_size > 1000
     files = task.write_report(tmp_path / "report")
     assert [f.name for f in files] == ["maze_positions.png"] and files[0].exists()
+    # records go to report/maze_positions.jsonl; a fresh task (a resumed run) draws them from there
+    recorded = {g: p.clone() for g, p in task.history.items()}
+    assert task.write_records(tmp_path / "rec").name == "maze_positions.jsonl" and not task.history
     restored = MazeTask(steps=10)
-    restored.load_state_dict(copy.deepcopy(task.state_dict()))
-    assert sorted(restored.history) == [0, 1, 2]
-    assert torch.equal(restored.history[2], task.history[2])
+    assert restored.write_report(tmp_path / "rec")[0].exists()
+    back = read_maze_positions(tmp_path / "rec" / "maze_positions.jsonl")
+    assert sorted(back) == [0, 1, 2]
+    assert torch.allclose(back[2], recorded[2], atol=1e-3)
+
+
+def test_maze_checkpoint_state_does_not_grow_with_generations(tmp_path):
+    task = MazeTask(steps=5)
+    net = PopulationMLP([task.in_features, 4, task.out_features], output_activation="tanh")
+    pop = torch.randn(6, net.num_params, generator=torch.Generator().manual_seed(0))
+    sizes = []
+    for g in range(30):
+        task.evaluate(net, pop, generation=g)
+        if g % 10 == 9:
+            sizes.append(len(json.dumps(task.state_dict())))
+            task.write_records(tmp_path)  # what the runtime does at every checkpoint
+            assert len(task.history) == 0
+    assert sizes == [sizes[0]] * 3
+    assert sorted(read_maze_positions(tmp_path / "maze_positions.jsonl")) == list(range(30))
+
+
+def test_maze_run_records_positions_in_the_report_and_resumes(tmp_path):
+    from neuroevo.runtime.evolve import evolve
+    from neuroevo.runtime.rundir import RunDir
+
+    def run(generations: int, resume: bool):
+        task = MazeTask(steps=20)
+        net = PopulationMLP([task.in_features, 4, task.out_features], output_activation="tanh")
+        cls = STRATEGIES.get("ns_ga")
+        strategy = cls.from_params(cls.Params(population_size=12, truncation=4), phenotype=net, seed=1)
+        evolve(
+            strategy, net, task, generations=generations, run_dir=tmp_path, checkpoint_every=2, resume=resume
+        )
+
+    run(5, resume=False)
+    _, state = RunDir(tmp_path).latest_checkpoint()
+    assert state["task"] == {}  # positions are not in the checkpoint
+    run(9, resume=True)
+    history = read_maze_positions(tmp_path / "report" / "maze_positions.jsonl")
+    assert sorted(history) == list(range(9)) and history[8].shape == (12, 2)
+    assert (tmp_path / "report" / "maze_positions.png").stat().st_size > 1000
 
 
 # -- the deceptive result (slow) --------------------------------------------------------------------

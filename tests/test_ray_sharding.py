@@ -73,8 +73,6 @@ def test_shard_bounds_cover_the_population_in_order() -> None:
 def test_sharded_evaluation_is_bit_identical(strategy: str, network: str, tmp_path: Path) -> None:
     data = _config(strategy, network, _task_for(strategy, network, tmp_path), 3)
     data["strategy"]["population_size"] = 160  # shards of 64, 64 and 32 members
-    if data["task"]["name"] == "function":
-        pytest.skip("a function task cannot be built from a config on main yet (FunctionTask takes fn=)")
     try:
         validate_config(data)
     except ConfigError:

@@ -248,9 +248,32 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any] | None) -> d
     return data
 
 
+#: keys whose value may name a ``.py`` file (``"file.py:attr"``); relative files are found next to the config
+FILE_KEYS = (("task", "function"), ("network", "module"))
+
+
+def resolve_files(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Make a relative ``"file.py:attr"`` in ``FILE_KEYS`` absolute, against the config's ``folder``.
+
+    A file that is not there is looked up from the working directory, as before; the run's
+    ``config.toml`` then holds the absolute path, so a resume works from anywhere.
+    """
+    for section, key in FILE_KEYS:
+        value = data.get(section, {}).get(key) if isinstance(data.get(section), dict) else None
+        if not isinstance(value, str) or ":" not in value:
+            continue
+        file, _, attr = value.rpartition(":")
+        if file.endswith(".py") and not Path(file).is_absolute():
+            candidate = folder / file if (folder / file).is_file() else Path(file)
+            if candidate.is_file():
+                data[section][key] = f"{candidate.resolve()}:{attr}"
+    return data
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read and validate a TOML file; ``overrides`` are ``{"run": {"seed": 3}}``-style patches."""
-    return validate_config(apply_overrides(read_toml(path), overrides))
+    data = resolve_files(read_toml(path), Path(path).resolve().parent)
+    return validate_config(apply_overrides(data, overrides))
 
 
 #: the keys a resume may change: when and how to stop, checkpointing, and where and how it runs.

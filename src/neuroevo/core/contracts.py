@@ -95,6 +95,17 @@ class WritesReport(Protocol):
 
 
 @runtime_checkable
+class WritesRecords(Protocol):
+    """A task that keeps per-generation records (the maze's final positions) out of its state.
+
+    At every checkpoint the runtime calls ``write_records(report_folder)``, which appends what
+    was recorded since the last call to files there, so checkpoints stay bounded.
+    """
+
+    def write_records(self, folder: Path) -> Path | None: ...
+
+
+@runtime_checkable
 class Recurrent(Protocol):
     """A phenotype with state across the steps of a rollout (stateful NEAT).
 
@@ -241,5 +252,6 @@ __all__ = [
     "PopulationKind",
     "Recurrent",
     "Reevaluating",
+    "WritesRecords",
     "WritesReport",
 ]

@@ -25,7 +25,14 @@ from typing import Any
 import torch
 
 from neuroevo.core import memory
-from neuroevo.core.contracts import ExportsIO, HasGenome, Reevaluating, RegeneratesMembers, WritesReport
+from neuroevo.core.contracts import (
+    ExportsIO,
+    HasGenome,
+    Reevaluating,
+    RegeneratesMembers,
+    WritesRecords,
+    WritesReport,
+)
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
 from neuroevo.runtime.executor import Executor, LocalExecutor, ReportsStats, TakesMemberRecipes
@@ -342,6 +349,8 @@ class _Recorder:
     def checkpoint(self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock) -> None:
         if self.run is None:
             return
+        if isinstance(task, WritesRecords):  # per-generation records go to report/, not the checkpoint
+            task.write_records(self.run.report)
         ledger.elapsed = clock.elapsed()
         state = {"strategy": strategy.state_dict(), "task": task.state_dict(), "runtime": asdict(ledger)}
         self.run.write_checkpoint(strategy.generation, state, keep=self.keep)

@@ -12,7 +12,7 @@ from neuroevo.strategies.deep_ga import SeedGA, reconstruct
 from neuroevo.strategies.eggroll import EGGROLL
 from neuroevo.strategies.ga import GA
 from neuroevo.strategies.neat import NEAT, NEATParams
-from neuroevo.strategies.novelty import Novelty, NoveltyES, NoveltyGA, NoveltyRewardES, NoveltyRewardGA
+from neuroevo.strategies.novelty import NOVELTY_PRESETS, Novelty, novelty_preset
 from neuroevo.strategies.openes import OpenES
 from neuroevo.strategies.optim import Optimizer, scheduled_lr
 from neuroevo.strategies.pgpe import PGPE
@@ -39,15 +39,16 @@ register_strategy(GA, aliases=("deep_ga",))
 register_strategy(NEAT)
 register_strategy(OpenES, aliases=("openai_es", "es"))
 register_strategy(SeedGA, aliases=("deep_ga_seeds",))
-register_strategy(NoveltyGA)
-register_strategy(NoveltyRewardGA)
-register_strategy(NoveltyES)
-register_strategy(NoveltyRewardES)
 register_strategy(SNES)
 register_strategy(PGPE)
 register_strategy(CMAES, aliases=("cma_es",))
 register_strategy(SepCMAES, aliases=("sep_cma_es",))
 register_strategy(EGGROLL)
+# novelty search wraps any flat-vector strategy above; the presets fix a base and their paper's defaults
+register_strategy(Novelty)
+NoveltyGA, NoveltyRewardGA, NoveltyES, NoveltyRewardES = (
+    register_strategy(novelty_preset(preset, STRATEGIES)) for preset in NOVELTY_PRESETS
+)
 
 __all__ = [
     "NEAT",

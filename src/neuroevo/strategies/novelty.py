@@ -1,4 +1,4 @@
-"""Novelty search (Lehman & Stanley 2011) and NS-ES / NSR-ES (Conti et al. 2018) as a wrapper.
+"""Novelty search (Lehman & Stanley 2011) and NS-ES / NSR-ES (Conti et al. 2018) over any strategy.
 
 ``Novelty(base, ...)`` wraps any ask/tell strategy and replaces the fitness it is told by a
 score computed from the behaviour descriptors ``Fitness.descriptors[P, K]`` the task returns:
@@ -11,13 +11,13 @@ score computed from the behaviour descriptors ``Fitness.descriptors[P, K]`` the 
   front broken by the ``nsr`` mix.
 
 Archive: each member is inserted with probability ``archive_prob`` (keyed by seed and
-generation), or, with ``archive_threshold`` set, when its novelty exceeds the threshold;
-``archive_size > 0`` keeps only the newest entries. ``add_centre = True`` (the NS-ES default)
-also inserts the behaviour of the search centre each generation; the centre is not evaluated
-on its own, so its behaviour is estimated by the mean descriptor of its perturbations.
-``population_neighbours = False`` (the NS-ES default) measures novelty against the archive
-alone, as Conti et al. do: perturbations are then pushed away from where the search has been,
-not away from each other.
+generation), or, with ``archive_threshold`` set, when its novelty exceeds the threshold; the
+archive keeps its newest ``archive_size`` entries (always bounded, so checkpoints stay small).
+``add_centre = True`` (the NS-ES default) also inserts the behaviour of the search centre each
+generation; the centre is not evaluated on its own, so its behaviour is estimated by the mean
+descriptor of its perturbations. ``population_neighbours = False`` (the NS-ES default)
+measures novelty against the archive alone, as Conti et al. do: perturbations are then pushed
+away from where the search has been, not away from each other.
 
 Meta-population (NS-ES): pass a list of M base strategies (e.g. M OpenES centres). Each
 generation one is chosen with probability proportional to the novelty of its centre's
@@ -25,24 +25,42 @@ behaviour w.r.t. the archive (a centre never evaluated yet is chosen first), ask
 
 ``best`` tracks the true reward (not novelty). The wrapped strategy's elite re-evaluation is
 not forwarded: the elite of a novelty GA is its most novel member, not its best-rewarded one.
+
+Configs. ``[strategy] name = "novelty"`` wraps the strategy named by ``base`` (any registered
+flat-vector strategy, looked up in ``neuroevo.strategies.STRATEGIES`` when the config is
+validated and built; this module imports no concrete strategy)::
+
+    [strategy]
+    name = "novelty"
+    base = "cmaes"        # ga, seed_ga, openes, snes, pgpe, cmaes, sep_cmaes, ...
+    reward_weight = 0.5   # NSR; 0 = pure novelty (NS)
+    k = 15
+    sigma = 0.5           # the base strategy's own keys, validated by the base's Params
+
+``ns_ga``, ``nsr_ga``, ``ns_es`` and ``nsr_es`` are presets (``NOVELTY_PRESETS``): a fixed base
+(GA or Deep GA seed chains; OpenAI-ES with an M-centre meta-population) with the defaults of
+Such et al. 2017 and Conti et al. 2018; ``novelty_preset`` turns one into a registered class.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails
 
 from neuroevo.core import random as nrandom
-from neuroevo.core.contracts import Capability
+from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
+from neuroevo.core.registry import Registry
 from neuroevo.core.shaping import centered_rank
-from neuroevo.strategies.base import OnNan, Strategy, StrategyParams
-from neuroevo.strategies.deep_ga import SeedGA
-from neuroevo.strategies.ga import GA, GAParams
-from neuroevo.strategies.openes import OpenES, OpenESParams
+from neuroevo.strategies.base import OnNan, Strategy, StrategyParams, resolve_params
 
 Mode = Literal["ns", "nsr", "nsr_pareto"]
 MODES = ("ns", "nsr", "nsr_pareto")
@@ -129,28 +147,182 @@ def novelty_score(
     raise ConfigError(f"novelty mode = {mode!r}; allowed: {', '.join(MODES)}")
 
 
-class Novelty(Strategy):
-    """Wraps one base strategy (or a meta-population of them) and tells it novelty-based scores."""
+class NoveltyKeys(BaseModel):
+    """The novelty-search hyperparameters: the wrapper's keywords, and config keys of every variant."""
 
-    needs = frozenset({Capability.DESCRIPTORS})
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    k: int = Field(10, ge=1, description="nearest neighbours averaged for novelty")
+    mode: Mode = Field(
+        "ns",
+        description="ns: novelty only; nsr: weighted ranks of reward and novelty; "
+        "nsr_pareto: Pareto fronts of (reward, novelty)",
+    )
+    weight: float = Field(
+        0.5, ge=0, le=1, description="NSR: weight of the reward rank (novelty gets 1 - weight)"
+    )
+    archive_prob: float = Field(0.02, ge=0, le=1, description="chance each member enters the archive")
+    archive_threshold: float | None = Field(
+        None, gt=0, description="insert members whose novelty exceeds this instead (overrides archive_prob)"
+    )
+    archive_size: int = Field(
+        10_000, ge=1, description="the archive keeps its newest N entries (bounded: checkpoints stay small)"
+    )
+    add_centre: bool = Field(
+        False,
+        description="also archive the population's mean descriptor (the centre's behaviour) each generation",
+    )
+    population_neighbours: bool = Field(
+        True,
+        description="true: neighbours from population + archive; false: the archive alone (Conti et al.)",
+    )
+
+
+def _key(name: str, **changes: Any) -> Any:
+    """The ``NoveltyKeys`` field ``name`` with some attributes (default, description) changed."""
+    return FieldInfo.merge_field_infos(NoveltyKeys.model_fields[name], **changes)
+
+
+META_POPULATION = Field(
+    1,
+    ge=1,
+    le=64,
+    description="M base strategies (independent seeds), one asked per generation, chosen by novelty",
+)
+
+
+# -- config: [strategy] name = "novelty", base = "<strategy>" + the base's keys -----------------------
+
+
+class NoveltyParams(StrategyParams):
+    """Keys of ``name = "novelty"``; other keys belong to ``base`` (``neuroevo list <base>``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    population_size: int | None = Field(  # type: ignore[assignment]
+        None, ge=2, description="members per generation; default: the base strategy's default"
+    )
+    base: str = Field("ga", description="the wrapped strategy: a registered flat-vector strategy")
+    reward_weight: float = _key(
+        "weight",
+        default=0.0,
+        description="NSR: weight of the reward rank (novelty: 1 - it); 0 = pure novelty",
+    )
+    pareto: bool = Field(
+        False, description="rank by Pareto fronts of (reward, novelty), ties broken by the reward_weight mix"
+    )
+    k: int = _key("k")
+    archive_prob: float = _key("archive_prob")
+    archive_threshold: float | None = _key("archive_threshold")
+    archive_size: int = _key("archive_size")
+    add_centre: bool = _key("add_centre")
+    population_neighbours: bool = _key("population_neighbours")
+    meta_population: int = META_POPULATION
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _base_keys(cls, data: Any, handler: Any) -> Any:
+        """Validate the extra keys with the base's ``Params``; keep them, the base's defaults written out."""
+        if not isinstance(data, dict):
+            return handler(data)
+        base = data.get("base", cls.model_fields["base"].default)
+        problem = _base_problem(base, _registry())
+        if problem:
+            raise _value_error(cls.__name__, "base", base, problem)
+        combined = _combined_params(_registry().get(base))
+        try:
+            full = combined.model_validate(data)
+        except ValidationError as exc:
+            unknown = next((e for e in exc.errors() if e["type"] == "extra_forbidden"), None)
+            if unknown is None:
+                raise
+            allowed = "unknown key; allowed keys: " + ", ".join(combined.model_fields)
+            raise _value_error(cls.__name__, unknown["loc"][-1], unknown["input"], allowed) from None
+        params = handler(data)
+        params.population_size, params.on_nan = full.population_size, full.on_nan
+        own = cls.model_fields
+        params.__pydantic_extra__ = {k: v for k, v in full.model_dump().items() if k not in own}
+        return params
+
+
+def _value_error(title: str, key: Any, value: Any, message: str) -> ValidationError:
+    """A pydantic error at ``key`` (so the config's one-line message names the key)."""
+    detail = InitErrorDetails(type="value_error", loc=(key,), input=value, ctx={"error": ValueError(message)})
+    return ValidationError.from_exception_data(title, [detail])
+
+
+def _registry() -> Registry[type[Strategy]]:
+    from neuroevo.strategies import STRATEGIES  # lazily: the package registers the concrete strategies
+
+    return STRATEGIES
+
+
+def base_names(registry: Registry[type[Strategy]] | None = None) -> list[str]:
+    """Registered strategies novelty can wrap: flat-vector ones, not novelty variants themselves."""
+    registry = registry or _registry()
+    return [
+        name
+        for name, cls in registry.items()
+        if cls.population_kind == PopulationKind.FLAT and not issubclass(cls, Novelty)
+    ]
+
+
+def _base_problem(name: Any, registry: Registry[type[Strategy]]) -> str:
+    allowed = base_names(registry)
+    if isinstance(name, str) and name in registry and registry.canonical(name) in allowed:
+        return ""
+    return f"not a flat-vector strategy; allowed: {', '.join(allowed)}"
+
+
+@cache
+def _combined_params(base_cls: type[Strategy]) -> type[BaseModel]:
+    """One model with every key of novelty over ``base_cls``: the base's ``Params`` + the novelty keys."""
+    own = {n: f for n, f in NoveltyParams.model_fields.items() if n not in StrategyParams.model_fields}
+    clash = sorted(set(own) & set(base_cls.Params.model_fields))
+    if clash:
+        raise ConfigError(f"strategy.base = {base_cls.name!r}: its keys {clash} clash with novelty keys")
+    fields: dict[str, Any] = {n: (f.annotation, f) for n, f in own.items()}
+    return create_model(
+        f"Novelty{base_cls.__name__}Params",
+        __base__=base_cls.Params,
+        __doc__=f"Keys of novelty search over {base_cls.name}: the novelty keys and {base_cls.name}'s own.",
+        **fields,
+    )
+
+
+def _build_bases(
+    base_cls: type[Strategy], params: BaseModel, count: int, phenotype: Any, seed: int, kw: dict[str, Any]
+) -> list[Strategy]:
+    """``count`` base strategies (a meta-population when > 1), centre m seeded by ``_member_seed``."""
+    return [
+        base_cls.from_params(params, phenotype=phenotype, seed=_member_seed(seed, m), **kw)
+        for m in range(count)
+    ]
+
+
+def _member_seed(seed: int, m: int) -> int:
+    """Seed of centre m of a meta-population; centre 0 uses the run seed itself."""
+    return int(seed) if m == 0 else nrandom.derive_key(seed, 0, m, "meta-population") & 0x7FFFFFFF
+
+
+class Novelty(Strategy):
+    """Novelty search over any base strategy (or a meta-population of them): tells it novelty scores."""
 
     name = "novelty"
+    needs: ClassVar[frozenset[Capability]] = frozenset({Capability.DESCRIPTORS})
+    #: the base's kind; every base the config accepts is flat-vector (see ``base_names``)
+    population_kind: ClassVar[PopulationKind] = PopulationKind.FLAT
+    Params: ClassVar[type[StrategyParams]] = NoveltyParams
 
     def __init__(
         self,
         base: Strategy | Sequence[Strategy],
         *,
-        k: int = 10,
-        mode: Mode = "ns",
-        weight: float = 0.5,
-        archive_prob: float = 0.02,
-        archive_threshold: float | None = None,
-        archive_size: int = 0,
-        add_centre: bool = False,
-        population_neighbours: bool = True,
         seed: int = 0,
         on_nan: OnNan = "worst",
+        **keys: Any,
     ):
+        """``keys``: the ``NoveltyKeys`` fields (k, mode, weight, archive_prob, ...), validated there."""
         bases = [base] if isinstance(base, Strategy) else list(base)
         if not bases:
             raise ValueError("Novelty needs at least one base strategy")
@@ -160,23 +332,61 @@ class Novelty(Strategy):
         ):
             raise ValueError("the strategies of a meta-population must share num_params and population_size")
         super().__init__(bases[0].num_params, bases[0].population_size, seed=seed, on_nan=on_nan)
-        if mode not in MODES:
-            raise ConfigError(f"novelty mode = {mode!r}; allowed: {', '.join(MODES)}")
-        if k < 1:
-            raise ConfigError(f"k = {k}; allowed: >= 1")
-        if not 0 <= weight <= 1:
-            raise ConfigError(f"weight = {weight}; allowed: 0..1")
+        cfg = resolve_params(NoveltyKeys, None, keys, type(self).__name__)
         self.bases = bases
-        self.k, self.mode, self.weight = int(k), mode, float(weight)
-        self.archive_prob, self.archive_threshold = float(archive_prob), archive_threshold
-        self.archive_size, self.add_centre = int(archive_size), bool(add_centre)
-        self.population_neighbours = bool(population_neighbours)
+        self.k, self.mode, self.weight = cfg.k, cfg.mode, cfg.weight
+        self.archive_prob, self.archive_threshold = cfg.archive_prob, cfg.archive_threshold
+        self.archive_size, self.add_centre = cfg.archive_size, cfg.add_centre
+        self.population_neighbours = cfg.population_neighbours
         self.active = 0
         self.archive: torch.Tensor = torch.zeros(0, 0)
         self.centre_descriptors: torch.Tensor = torch.zeros(len(bases), 0)
         self.centre_known: list[bool] = [False] * len(bases)
         self.best_chain: dict[str, Any] | None = None
         self.last_novelty: torch.Tensor | None = None
+
+    # -- config: [strategy] name = "novelty", base = "<strategy>" -----------------------------------
+    @classmethod
+    def base_class(cls, name: str, registry: Registry[type[Strategy]] | None = None) -> type[Strategy]:
+        """The registered flat-vector strategy ``name``; a one-line ConfigError naming ``strategy.base``."""
+        registry = registry or _registry()
+        problem = _base_problem(name, registry)
+        if problem:
+            raise ConfigError(f"strategy.base = {name!r}: {problem}")
+        return registry.get(name)
+
+    @classmethod
+    def contract(cls, params: StrategyParams) -> tuple[PopulationKind, frozenset[Capability]]:
+        """The base's population kind, and what the base needs plus behaviour descriptors."""
+        base_cls = cls.base_class(getattr(params, "base", ""))
+        return base_cls.population_kind, base_cls.needs | cls.needs
+
+    @classmethod
+    def params_for(cls, base: str) -> type[BaseModel]:
+        """Every key of ``name = "novelty"`` over ``base``: novelty's and the base's (``neuroevo list``)."""
+        return _combined_params(cls.base_class(base))
+
+    @classmethod
+    def from_params(
+        cls,
+        params: StrategyParams,
+        *,
+        phenotype: Any,
+        seed: int = 0,
+        base_cls: type[Strategy] | None = None,
+        **kw: Any,
+    ) -> Novelty:
+        """Build ``meta_population`` bases (``base_cls``, default: ``params.base``) and wrap them."""
+        values = params.model_dump()
+        base_name, weight = values.pop("base"), values.pop("reward_weight")
+        pareto, count = values.pop("pareto"), values.pop("meta_population")
+        keys = {name: values.pop(name) for name in NoveltyKeys.model_fields if name in values}
+        keys["mode"] = "nsr_pareto" if pareto else ("ns" if weight == 0 else "nsr")
+        keys["weight"] = weight
+        base_cls = base_cls or cls.base_class(base_name)
+        base_params = base_cls.Params.model_validate(values)
+        bases = _build_bases(base_cls, base_params, count, phenotype, seed, kw)
+        return cls(bases, seed=seed, on_nan=values["on_nan"], **keys)
 
     @property
     def base(self) -> Strategy:
@@ -186,6 +396,11 @@ class Novelty(Strategy):
     @property
     def center(self) -> torch.Tensor | None:
         return self.base.center
+
+    @property
+    def population_size(self) -> int:
+        """The base's (CMA-ES grows it at each IPOP restart)."""
+        return self.base.population_size
 
     @property
     def best_genome(self) -> dict[str, Any] | None:
@@ -305,133 +520,117 @@ class Novelty(Strategy):
         self.best_chain = state.get("best_chain")
 
 
-# -- registered variants: config keys = base strategy keys + novelty keys -----------------------
+# -- presets: ns_ga, nsr_ga, ns_es, nsr_es ------------------------------------------------------------
 
 
-class _NoveltyKeys(StrategyParams):
-    k: int = Field(10, ge=1, description="nearest neighbours averaged for novelty")
-    weight: float = Field(
-        0.5, ge=0, le=1, description="NSR: weight of the reward rank (novelty gets 1 - weight)"
-    )
-    archive_prob: float = Field(0.02, ge=0, le=1, description="chance each member enters the archive")
-    archive_threshold: float | None = Field(
-        None, gt=0, description="insert members whose novelty exceeds this instead (overrides archive_prob)"
-    )
-    archive_size: int = Field(0, ge=0, description="keep only the newest N archive entries; 0 = unbounded")
+@dataclass(frozen=True)
+class NoveltyPreset:
+    """A registered novelty variant: a fixed base strategy with the defaults of its paper.
+
+    Its config keys are the base's keys plus every ``NoveltyKeys`` key (``mode`` limited to
+    ``modes``, defaults changed by ``defaults``), ``genome`` when ``seeds_base`` is set (a
+    flat vector, or the seed chains of ``seeds_base``), and ``meta_population`` when set.
+    """
+
+    name: str
+    doc: str
+    base: str
+    modes: tuple[str, ...]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    seeds_base: str | None = None
+    meta_population: bool = False
 
 
-NOVELTY_KEYS = (
-    "k",
-    "mode",
-    "weight",
-    "archive_prob",
-    "archive_threshold",
-    "archive_size",
-    "add_centre",
-    "population_neighbours",
+_ES_DEFAULTS = {"archive_prob": 0.0, "add_centre": True, "population_neighbours": False}
+
+NOVELTY_PRESETS: tuple[NoveltyPreset, ...] = (
+    NoveltyPreset(
+        "ns_ga",
+        "NS-GA (Such et al. 2017): a GA (vector or seed-chain genomes) selecting on novelty.",
+        "ga",
+        ("ns",),
+        seeds_base="seed_ga",
+    ),
+    NoveltyPreset(
+        "nsr_ga",
+        "NSR-GA: a GA selecting on a mix (or Pareto ranking) of reward and novelty.",
+        "ga",
+        ("nsr", "nsr_pareto"),
+        seeds_base="seed_ga",
+    ),
+    NoveltyPreset(
+        "ns_es",
+        "NS-ES (Conti et al. 2018): OpenAI-ES following the novelty gradient, M centres chosen by novelty.",
+        "openes",
+        ("ns",),
+        _ES_DEFAULTS,
+        meta_population=True,
+    ),
+    NoveltyPreset(
+        "nsr_es",
+        "NSR-ES: OpenAI-ES following a mix (or Pareto ranking) of reward and novelty.",
+        "openes",
+        ("nsr", "nsr_pareto"),
+        _ES_DEFAULTS,
+        meta_population=True,
+    ),
 )
 
 
-class NSGAParams(GAParams, _NoveltyKeys):
-    mode: Literal["ns"] = Field("ns", description="ns: novelty only")
-    genome: Literal["vector", "seeds"] = Field("vector", description="GA genome: flat vector, or seed chain")
-    add_centre: bool = Field(
-        False, description="also archive the population's mean descriptor each generation"
-    )
-    population_neighbours: bool = Field(True, description="neighbours come from population + archive")
+class PresetNovelty(Novelty):
+    """Base class of the preset variants made by ``novelty_preset``."""
 
-
-class NSRGAParams(NSGAParams):
-    mode: Literal["nsr", "nsr_pareto"] = Field(  # type: ignore[assignment]
-        "nsr", description="nsr: weighted ranks of reward and novelty; nsr_pareto: Pareto fronts"
-    )
-
-
-class NSESParams(OpenESParams, _NoveltyKeys):
-    mode: Literal["ns"] = Field("ns", description="ns: novelty only")
-    meta_population: int = Field(1, ge=1, le=64, description="M ES centres, chosen by novelty (Conti et al.)")
-    archive_prob: float = Field(0.0, ge=0, le=1, description="chance each perturbation enters the archive")
-    add_centre: bool = Field(
-        True, description="archive the centre's behaviour each generation (Conti et al.)"
-    )
-    population_neighbours: bool = Field(
-        False, description="false: novelty against the archive alone (Conti et al.); true: population too"
-    )
-
-
-class NSRESParams(NSESParams):
-    mode: Literal["nsr", "nsr_pareto"] = Field(  # type: ignore[assignment]
-        "nsr", description="nsr: weighted ranks of reward and novelty; nsr_pareto: Pareto fronts"
-    )
-
-
-def _split(params: StrategyParams) -> tuple[dict[str, Any], dict[str, Any]]:
-    values = params.model_dump()
-    novelty = {key: values.pop(key) for key in NOVELTY_KEYS}
-    return novelty, values
-
-
-class NoveltyGA(Novelty):
-    """NS-GA (Such et al. 2017): a GA (vector or seed-chain genomes) selecting on novelty."""
-
-    name = "ns_ga"
-    Params: type[StrategyParams] = NSGAParams
+    preset: ClassVar[NoveltyPreset]
 
     @classmethod
-    def from_params(cls, params: NSGAParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> NoveltyGA:
-        """Build the GA for ``phenotype`` and wrap it."""
-        novelty, base_kw = _split(params)
-        genome = base_kw.pop("genome")
-        on_nan = base_kw["on_nan"]
-        if genome == "seeds":
-            if base_kw.pop("crossover_prob"):
+    def contract(cls, params: StrategyParams) -> tuple[PopulationKind, frozenset[Capability]]:
+        """Flat populations of the preset's base (GA, Deep GA, OpenAI-ES); needs behaviour descriptors."""
+        base_cls = cls.base_class(cls.preset.base)
+        return base_cls.population_kind, base_cls.needs | cls.needs
+
+    @classmethod
+    def from_params(
+        cls, params: StrategyParams, *, phenotype: Any, seed: int = 0, **kw: Any
+    ) -> PresetNovelty:
+        """Build the preset's base strategy (or ``meta_population`` of them) and wrap it."""
+        preset = cls.preset
+        values = params.model_dump()
+        keys = {name: values.pop(name) for name in NoveltyKeys.model_fields}
+        count = values.pop("meta_population", 1)
+        base_name = preset.base
+        if values.pop("genome", "vector") == "seeds":
+            if values.pop("crossover_prob", 0):
                 raise ConfigError(
                     "strategy.crossover_prob > 0 with genome = 'seeds'; allowed: 0 (chains cannot cross)"
                 )
-            base: Strategy = SeedGA.from_params(
-                SeedGA.Params(**base_kw, elite_candidates=1, reeval_streams=0),
-                phenotype=phenotype,
-                seed=seed,
-                **kw,
-            )
-        else:
-            base = GA.from_params(GAParams(**base_kw), phenotype=phenotype, seed=seed, **kw)
-        return cls(base, seed=seed, on_nan=on_nan, **novelty)
+            base_name = preset.seeds_base or base_name
+            values.update(elite_candidates=1, reeval_streams=0)  # the elite is kept by novelty score
+        base_cls = cls.base_class(base_name)
+        bases = _build_bases(base_cls, base_cls.Params(**values), count, phenotype, seed, kw)
+        return cls(bases, seed=seed, on_nan=values["on_nan"], **keys)
 
 
-class NoveltyRewardGA(NoveltyGA):
-    """NSR-GA: a GA selecting on a mix (or Pareto ranking) of reward and novelty."""
-
-    name = "nsr_ga"
-    Params = NSRGAParams
-
-
-class NoveltyES(Novelty):
-    """NS-ES (Conti et al. 2018): OpenAI-ES following the novelty gradient, M centres chosen by novelty."""
-
-    name = "ns_es"
-    Params: type[StrategyParams] = NSESParams
-
-    @classmethod
-    def from_params(cls, params: NSESParams, *, phenotype: Any, seed: int = 0, **kw: Any) -> NoveltyES:
-        """Build ``meta_population`` OpenES centres (independent seeds and initialisations) and wrap them."""
-        novelty, base_kw = _split(params)
-        count = base_kw.pop("meta_population")
-        es_params = OpenESParams(**base_kw)
-        bases = [
-            OpenES.from_params(es_params, phenotype=phenotype, seed=_member_seed(seed, m), **kw)
-            for m in range(count)
-        ]
-        return cls(bases, seed=seed, on_nan=base_kw["on_nan"], **novelty)
-
-
-class NoveltyRewardES(NoveltyES):
-    """NSR-ES: OpenAI-ES following a mix (or Pareto ranking) of reward and novelty."""
-
-    name = "nsr_es"
-    Params = NSRESParams
-
-
-def _member_seed(seed: int, m: int) -> int:
-    """Seed of centre m of a meta-population; centre 0 uses the run seed itself."""
-    return int(seed) if m == 0 else nrandom.derive_key(seed, 0, m, "meta-population") & 0x7FFFFFFF
+def novelty_preset(preset: NoveltyPreset, registry: Registry[type[Strategy]]) -> type[Novelty]:
+    """The strategy class of ``preset``, its ``Params`` built on the base's (looked up in ``registry``)."""
+    base_cls = registry.get(preset.base)
+    fields: dict[str, Any] = {}
+    for name, info in NoveltyKeys.model_fields.items():
+        changes = {"default": preset.defaults[name]} if name in preset.defaults else {}
+        fields[name] = (info.annotation, _key(name, **changes))
+    fields["mode"] = (Literal[preset.modes], _key("mode", default=preset.modes[0]))  # type: ignore[valid-type]
+    if preset.seeds_base:
+        fields["genome"] = (
+            Literal["vector", "seeds"],
+            Field("vector", description=f"genome: a flat vector, or a seed chain ({preset.seeds_base})"),
+        )
+    if preset.meta_population:
+        fields["meta_population"] = (int, META_POPULATION)
+    camel = re.sub(r"(?:^|_)(\w)", lambda m: m.group(1).upper(), preset.name)
+    params = create_model(
+        f"{camel}Params",
+        __base__=base_cls.Params,
+        __doc__=f"Keys of {preset.name}: {base_cls.name}'s keys and the novelty keys.",
+        **fields,
+    )
+    attrs = {"name": preset.name, "Params": params, "preset": preset, "__doc__": preset.doc}
+    return type(camel, (PresetNovelty,), {"__module__": __name__, **attrs})

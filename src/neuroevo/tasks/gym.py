@@ -69,25 +69,20 @@ class GymTask(EpisodicTask):
 
     def __init__(
         self,
-        env: str = "CartPole-v1",
-        episodes: int = 5,
-        max_steps: int | None = None,
-        vectorization: Vectorization = "sync",
-        num_envs: int = 0,
-        normalize_obs: bool = True,
-        deterministic: bool = True,
-        action_noise: float = 0.1,
-        eval_episodes: int = 10,
-        env_kwargs: dict[str, Any] | None = None,
+        env: str | None = None,
+        *,
+        params: GymParams | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        **keys: Any,
     ):
-        if vectorization not in ("sync", "async"):
-            raise ConfigError(f"task.vectorization = {vectorization!r}; allowed: sync, async")
-        if episodes < 1 or eval_episodes < 1:
-            raise ConfigError(f"task.episodes = {episodes}, eval_episodes = {eval_episodes}; allowed: >= 1")
+        """``GymTask("CartPole-v1", episodes=3)``: ``env`` and ``keys`` are ``GymParams`` keys."""
+        if env is not None:
+            keys["env"] = env
+        self.params = p = self.params_from(params, **keys)
+        env, max_steps = p.env, p.max_steps
         self.env_id = env
-        self.env_kwargs = dict(env_kwargs or {})
+        self.env_kwargs = dict(p.env_kwargs)
         try:
             spec = gymnasium.spec(env)
         except gymnasium.error.Error as err:
@@ -98,12 +93,12 @@ class GymTask(EpisodicTask):
         self.max_steps = int(max_steps or spec.max_episode_steps or 0)
         if self.max_steps < 1:
             raise ConfigError(f"task.env = {env!r} has no time limit; set task.max_steps (allowed: >= 1)")
-        self.episodes = int(episodes)
-        self.vectorization = vectorization
-        self.num_envs = int(num_envs)
-        self.deterministic = bool(deterministic)
-        self.action_noise = float(action_noise)
-        self.eval_episodes = int(eval_episodes)
+        self.episodes, self.vectorization, self.num_envs = p.episodes, p.vectorization, p.num_envs
+        self.deterministic, self.action_noise, self.eval_episodes = (
+            p.deterministic,
+            p.action_noise,
+            p.eval_episodes,
+        )
         self.seed = int(seed)
         self.device = torch.device(device)
         probe = self._make()
@@ -127,7 +122,7 @@ class GymTask(EpisodicTask):
             self.action_high = torch.where(self._bounded, high, 1.0).float()
         else:
             raise _space_error(env, "action", act_space)
-        self.obs_norm = RunningObsNorm(self.in_features, enabled=normalize_obs, device=self.device)
+        self.obs_norm = RunningObsNorm(self.in_features, enabled=p.normalize_obs, device=self.device)
         self._vector_envs: dict[int, gymnasium.vector.VectorEnv] = {}
 
     def action_io(self) -> dict[str, Any]:

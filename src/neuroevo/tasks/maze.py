@@ -22,16 +22,24 @@ Everything is batched over the population: one step is a handful of tensor ops o
 (novelty search), plus metrics ``success_rate`` and ``min_distance``. The task records the
 final positions of each generation (stream 0) in ``history``; ``plot_maze_positions`` draws
 them over the maze (``write_report(folder)`` does it for a run's report folder).
+
+The positions are a per-generation record, not state: checkpoints must stay bounded over a
+long run, so ``state_dict()`` holds none of them. In a run the runtime calls
+``write_records(report_folder)`` at every checkpoint, which appends the generations recorded
+since to ``report/maze_positions.jsonl`` (one line per generation) and drops them from memory;
+``write_report`` then draws the whole run from that file (a resumed run re-records the
+generations after its checkpoint; the last line of a generation wins).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -139,41 +147,43 @@ class MazeParams(TaskParams):
     turn_rate: float = Field(0.3, gt=0, description="radians per step at full opposite wheel speeds")
     robot_radius: float = Field(4.0, gt=0, description="collision radius")
     goal_radius: float = Field(10.0, gt=0, description="reaching this distance from the goal solves the maze")
-    record_history: bool = Field(True, description="keep each generation's final positions for the plot")
+    record_history: bool = Field(
+        True, description="record each generation's final positions (report/maze_positions.jsonl and .png)"
+    )
+
+
+POSITIONS_FILE = "maze_positions.jsonl"
 
 
 class MazeTask(Task):
     """Batched maze navigation; fitness -distance to the goal at the end, descriptor final (x, y)."""
 
-    provides = frozenset(
-        {Capability.INPUTS, Capability.EPISODES, Capability.DESCRIPTORS, Capability.VALIDATION}
-    )
-
     name = "maze"
     Params = MazeParams
+    #: one deterministic episode per member; validate() replays it (no held-out split)
+    provides: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INPUTS, Capability.EPISODES, Capability.DESCRIPTORS}
+    )
     default_output_activation = "tanh"
     out_features = 2
 
     def __init__(
         self,
-        maze: str | Maze = "hard",
-        steps: int = 200,
-        rays: int = 6,
-        radar_slices: int = 4,
-        sensor_range: float = 100.0,
-        speed: float = 4.0,
-        turn_rate: float = 0.3,
-        robot_radius: float = 4.0,
-        goal_radius: float = 10.0,
-        record_history: bool = True,
+        params: MazeParams | None = None,
+        *,
         seed: int = 0,
         device: torch.device | str = "cpu",
+        **keys: Any,
     ):
+        """``MazeTask(steps=100)``: ``keys`` are ``MazeParams`` keys; ``maze`` may also be a ``Maze``."""
+        layout = keys.pop("maze") if isinstance(keys.get("maze"), Maze) else None
+        self.params = p = self.params_from(params, **keys)
+        maze = layout or p.maze
         self.maze = get_maze(maze)
-        self.steps, self.rays, self.radar_slices = int(steps), int(rays), int(radar_slices)
-        self.range, self.speed, self.turn_rate = float(sensor_range), float(speed), float(turn_rate)
-        self.robot_radius, self.goal_radius = float(robot_radius), float(goal_radius)
-        self.record_history = bool(record_history)
+        self.steps, self.rays, self.radar_slices = p.steps, p.rays, p.radar_slices
+        self.range, self.speed, self.turn_rate = p.sensor_range, p.speed, p.turn_rate
+        self.robot_radius, self.goal_radius = p.robot_radius, p.goal_radius
+        self.record_history = p.record_history
         self.seed = int(seed)
         self.device = torch.device(device)
         self.walls = self.maze.wall_tensor(device=self.device)
@@ -261,24 +271,64 @@ class MazeTask(Task):
             "final_y": float(pos[0, 1]),
         }
 
-    # -- state and report ------------------------------------------------------------------------
+    # -- records and report ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The recorded final positions (so a resumed run's plot covers the whole run)."""
-        gens = sorted(self.history)
-        return {"history": {"generations": gens, "positions": [self.history[g] for g in gens]}}
+        """Nothing: the maze is deterministic, and positions are records (``write_records``), not state."""
+        return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Accepts checkpoints of older versions, which carried the positions (kept until written)."""
         hist = state.get("history") or {}
         gens, positions = hist.get("generations", []), hist.get("positions", [])
-        self.history = {int(g): torch.as_tensor(p).clone() for g, p in zip(gens, positions, strict=True)}
+        for g, pos in zip(gens, positions, strict=True):
+            self.history.setdefault(int(g), torch.as_tensor(pos).clone())
+
+    def write_records(self, folder: str | Path) -> Path | None:
+        """Append the generations recorded since the last call to ``folder/maze_positions.jsonl``.
+
+        Called by the runtime at every checkpoint; the written generations leave memory, so a
+        long run holds at most ``checkpoint_every`` generations of positions.
+        """
+        if not self.history:
+            return None
+        path = Path(folder) / POSITIONS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [
+            json.dumps({"generation": g, "positions": [[round(v, 3) for v in row] for row in pos.tolist()]})
+            for g, pos in sorted(self.history.items())
+        ]
+        with path.open("a") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+        self.history.clear()
+        return path
 
     def write_report(self, folder: str | Path) -> list[Path]:
-        """Write ``maze_positions.png`` (the recorded history) into ``folder``; returns the files written."""
-        if not self.history:
+        """Write ``maze_positions.png`` (recorded positions: ``folder``'s file and memory); returns it."""
+        history = read_maze_positions(Path(folder) / POSITIONS_FILE)
+        history.update(self.history)
+        if not history:
             return []
         path = Path(folder) / "maze_positions.png"
-        plot_maze_positions(self.history, self, path)
+        plot_maze_positions(history, self, path)
         return [path]
+
+
+def read_maze_positions(path: str | Path) -> dict[int, torch.Tensor]:
+    """``{generation: positions[P, 2]}`` from ``maze_positions.jsonl`` (a generation's last line wins)."""
+    path = Path(path)
+    history: dict[int, torch.Tensor] = {}
+    if not path.is_file():
+        return history
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a killed run
+            continue
+        history[int(record["generation"])] = torch.tensor(record["positions"]).reshape(-1, 2)
+    return dict(sorted(history.items()))
 
 
 # Below this many ray-wall pairs a step's tensors are tiny; torch's intra-op threads then cost far

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -43,11 +43,14 @@ REPORTED_METRICS: dict[str, tuple[str, ...]] = {
 
 
 class SupervisedTask(Task):
-    """Fitness of each member on ``(x, y)``; ``validate`` reports held-out metrics of one member."""
+    """Fitness of each member on ``(x, y)``; ``validate`` reports held-out metrics of one member.
 
-    provides = frozenset({Capability.INPUTS, Capability.VALIDATION})
+    Built from tensors (a Python API for your own data); the registered datasets below take
+    their config keys instead.
+    """
 
     name = "supervised"
+    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.INPUTS})
 
     def __init__(
         self,
@@ -153,14 +156,17 @@ def _as_population(params: Any) -> Any:
 
 
 class SupervisedParams(TaskParams):
-    metric: Metric | None = Field(None, description="fitness metric; default depends on the task")
+    metric: Metric | None = Field(
+        None,
+        description="fitness metric; default: neg_mse (binary, regression) or neg_cross_entropy (classes)",
+    )
     batch_size: int = Field(0, ge=0, description="minibatch per generation; 0 = full batch")
 
 
 class SplitParams(SupervisedParams):
-    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of the data held out")
     split_seed: int = Field(0, description="seed of the train/validation split")
-    standardize: bool = True
+    standardize: bool = Field(True, description="standardise features with the training statistics")
 
 
 def xor_data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,41 +235,52 @@ def _sklearn(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(data.data, dtype=torch.float32), torch.tensor(data.target)
 
 
-class XOR(SupervisedTask):
+class TruthTable(SupervisedTask):
+    """A binary task on every row of a truth table (the whole table is the training set)."""
+
+    Params = SupervisedParams
+
+    def __init__(self, params: SupervisedParams | None = None, *, seed: int = 0, device="cpu", **keys: Any):
+        self.params = p = self.params_from(params, **keys)
+        x, y = self.table(p)
+        metric = p.metric or "neg_mse"
+        super().__init__(
+            x, y, kind="binary", metric=metric, batch_size=p.batch_size, seed=seed, device=device
+        )
+
+    def table(self, params: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and targets of the table."""
+        raise NotImplementedError
+
+
+class XOR(TruthTable):
     """The 4 XOR cases; fitness neg_mse by default on a sigmoid output. Validation = the same 4 cases."""
 
     name = "xor"
-    Params = SupervisedParams
 
-    def __init__(self, metric: Metric | None = None, batch_size: int = 0, seed: int = 0, device="cpu"):
-        x, y = xor_data()
-        super().__init__(x, y, kind="binary", metric=metric or "neg_mse", seed=seed, device=device)
+    def table(self, params: SupervisedParams) -> tuple[torch.Tensor, torch.Tensor]:
+        return xor_data()
 
 
 class ParityParams(SupervisedParams):
-    bits: int = Field(3, ge=2, le=16)
+    bits: int = Field(3, ge=2, le=16, description="input bits; the data is all 2^bits inputs")
 
 
-class Parity(SupervisedTask):
+class Parity(TruthTable):
     """N-bit parity on all 2^N inputs."""
 
     name = "parity"
     Params = ParityParams
 
-    def __init__(
-        self, bits: int = 3, metric: Metric | None = None, batch_size: int = 0, seed: int = 0, device="cpu"
-    ):
-        x, y = parity_data(bits)
-        super().__init__(
-            x, y, kind="binary", metric=metric or "neg_mse", batch_size=batch_size, seed=seed, device=device
-        )
+    def table(self, params: ParityParams) -> tuple[torch.Tensor, torch.Tensor]:
+        return parity_data(params.bits)
 
 
 class RegressionParams(SupervisedParams):
-    function: str = Field("sin", description="one of: " + ", ".join(REGRESSION_FUNCTIONS))
-    low: float = -math.pi
-    high: float = math.pi
-    samples: int = Field(64, ge=2)
+    function: str = Field("sin", description="y = f(x), f one of: " + ", ".join(REGRESSION_FUNCTIONS))
+    low: float = Field(-math.pi, description="left end of the x grid")
+    high: float = Field(math.pi, description="right end of the x grid")
+    samples: int = Field(64, ge=2, description="grid points")
 
 
 class Regression(SupervisedTask):
@@ -272,24 +289,15 @@ class Regression(SupervisedTask):
     name = "regression"
     Params = RegressionParams
 
-    def __init__(
-        self,
-        function: str = "sin",
-        low: float = -math.pi,
-        high: float = math.pi,
-        samples: int = 64,
-        metric: Metric | None = None,
-        batch_size: int = 0,
-        seed: int = 0,
-        device="cpu",
-    ):
-        x, y = regression_data(function, low, high, samples)
+    def __init__(self, params: RegressionParams | None = None, *, seed: int = 0, device="cpu", **keys: Any):
+        self.params = p = self.params_from(params, **keys)
+        x, y = regression_data(p.function, p.low, p.high, p.samples)
         super().__init__(
             x,
             y,
             kind="regression",
-            metric=metric or "neg_mse",
-            batch_size=batch_size,
+            metric=p.metric or "neg_mse",
+            batch_size=p.batch_size,
             seed=seed,
             device=device,
         )
@@ -305,27 +313,20 @@ class SklearnTask(SupervisedTask):
     """A scikit-learn bundled dataset with a seeded train/validation split."""
 
     Params = SplitParams
+    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.INPUTS, Capability.VALIDATION})
     dataset = ""
 
-    def __init__(
-        self,
-        metric: Metric | None = None,
-        batch_size: int = 0,
-        validation_fraction: float = 0.2,
-        split_seed: int = 0,
-        standardize: bool = True,
-        seed: int = 0,
-        device="cpu",
-    ):
+    def __init__(self, params: SplitParams | None = None, *, seed: int = 0, device="cpu", **keys: Any):
+        self.params = p = self.params_from(params, **keys)
         x, y = _sklearn(self.dataset)
-        parts = split(x, y, validation_fraction, split_seed, standardize)
-        train, _ = split_indices(x.shape[0], validation_fraction, split_seed)
-        self.input_stats = standardization(x[train]) if standardize else None
+        parts = split(x, y, p.validation_fraction, p.split_seed, p.standardize)
+        train, _ = split_indices(x.shape[0], p.validation_fraction, p.split_seed)
+        self.input_stats = standardization(x[train]) if p.standardize else None
         super().__init__(
             *parts,
             kind="multiclass",
-            metric=metric or "neg_cross_entropy",
-            batch_size=batch_size,
+            metric=p.metric or "neg_cross_entropy",
+            batch_size=p.batch_size,
             seed=seed,
             device=device,
         )

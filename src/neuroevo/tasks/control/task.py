@@ -23,14 +23,13 @@ over the population in member order, so a population split into shards on severa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, field_validator
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.contracts import Capability, MemberResults
-from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 from neuroevo.tasks.control.base import BatchedEnv
@@ -81,7 +80,10 @@ class EpisodicTask(Task):
     ``seed``, ``device`` and ``obs_norm``.
     """
 
-    provides = frozenset({Capability.INPUTS, Capability.EPISODES, Capability.VALIDATION})
+    #: held-out validation episodes (purpose "validation") that training never sees
+    provides: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.INPUTS, Capability.EPISODES, Capability.VALIDATION}
+    )
 
     episodes: int
     eval_episodes: int
@@ -179,40 +181,37 @@ class ControlTask(EpisodicTask):
 
     def __init__(
         self,
-        env: str = "CartPole-v1",
-        episodes: int = 5,
-        max_steps: int | None = None,
-        normalize_obs: bool = True,
-        deterministic: bool = True,
-        action_noise: float = 0.1,
-        eval_episodes: int = 100,
-        dtype: str | torch.dtype = "float32",
+        env: str | None = None,
+        *,
+        params: ControlParams | None = None,
         seed: int = 0,
         device: torch.device | str = "cpu",
         compact: bool = True,
+        **keys: Any,
     ):
-        if env not in ENVS:
-            raise ConfigError(f"task.env = {env!r}; allowed: {', '.join(ENVS)}")
-        if isinstance(dtype, str):
-            if dtype not in DTYPES:
-                raise ConfigError(f"task.dtype = {dtype!r}; allowed: {', '.join(DTYPES)}")
-            dtype = DTYPES[dtype]
-        if episodes < 1 or eval_episodes < 1:
-            raise ConfigError(f"task.episodes = {episodes}, eval_episodes = {eval_episodes}; allowed: >= 1")
-        self.env_id = env
-        self.episodes = int(episodes)
-        self.max_steps = None if max_steps is None else int(max_steps)
-        self.deterministic = bool(deterministic)
-        self.action_noise = float(action_noise)
-        self.eval_episodes = int(eval_episodes)
-        self.dtype = dtype
+        """``ControlTask("CartPole-v1", episodes=3)``: ``env`` and ``keys`` are ``ControlParams`` keys.
+
+        ``compact = False`` keeps finished members in the batch (for tests of the compaction).
+        """
+        if env is not None:
+            keys["env"] = env
+        if isinstance(keys.get("dtype"), torch.dtype):
+            keys["dtype"] = next(name for name, dt in DTYPES.items() if dt == keys["dtype"])
+        self.params = p = self.params_from(params, **keys)
+        self.env_id, self.episodes, self.max_steps = p.env, p.episodes, p.max_steps
+        self.deterministic, self.action_noise, self.eval_episodes = (
+            p.deterministic,
+            p.action_noise,
+            p.eval_episodes,
+        )
+        self.dtype = dtype = DTYPES[p.dtype]
         self.seed = int(seed)
         self.device = torch.device(device)
         self.compact = bool(compact)
         self.env = self.make_env()
         self.in_features = self.env.obs_dim
         self.out_features = self.env.num_actions if self.env.discrete else self.env.action_dim
-        self.obs_norm = RunningObsNorm(self.env.obs_dim, enabled=normalize_obs, device=self.device)
+        self.obs_norm = RunningObsNorm(self.env.obs_dim, enabled=p.normalize_obs, device=self.device)
         if not self.env.discrete:
             self.action_low = torch.tensor(self.env.action_low, dtype=dtype, device=self.device)
             self.action_high = torch.tensor(self.env.action_high, dtype=dtype, device=self.device)
