@@ -303,6 +303,13 @@ class RayExecutor:
 
     def _run(self, shards: list[Any], generation: int, stream: int) -> list[ShardResult]:
         ray = self.ray
+        errors = ray.exceptions
+        lost = (
+            errors.RayActorError,
+            errors.ObjectLostError,
+            errors.NodeDiedError,
+            errors.WorkerCrashedError,
+        )
         live = self.live()
         if not live:
             raise WorkersLostError(f"generation {generation}: no Ray worker is left", generation)
@@ -317,7 +324,7 @@ class RayExecutor:
             index, actor = pending.pop(ref)
             try:
                 results[index] = ray.get(ref)[0]
-            except (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError):
+            except lost:
                 self.worker_failures += 1
                 self._actors[actor] = None
                 live = self.live()
