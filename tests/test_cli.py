@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,9 @@ def test_examples_validate():
     from neuroevo.config import build, load_config
 
     for path in sorted((ROOT / "examples").glob("*.toml")):
+        if path.name == "hopper_es.toml" and importlib.util.find_spec("mujoco") is None:
+            load_config(path)  # building it needs the extra: pip install 'neuroevo[mujoco]'
+            continue
         build(load_config(path))
 
 

@@ -27,6 +27,9 @@ app = typer.Typer(
 )
 
 
+RAY_HELP = "evaluate on Ray: auto, a head's host:port, or local (sets run.executor = ray)"
+
+
 class Interrupted(Exception):
     """Ctrl-C stopped a run after its checkpoint was written (exit code 130)."""
 
@@ -52,31 +55,78 @@ def _echo(message: str) -> None:
     typer.echo(message)
 
 
-def _start(config: Any, built: Any, run_path: Path, *, resume: bool, quiet: bool) -> None:
+def _executor(settings: Any, built: Any) -> Any:
+    """``run.executor``: None (local) or a ``RayExecutor`` with its actors started (a one-line
+    ConfigError, exit 2, if it cannot connect or place them)."""
+    if settings.executor != "ray":
+        return None
+    from neuroevo.runtime.ray_executor import RayExecutor
+
+    address = None if settings.ray_address == "local" else settings.ray_address
+    executor = RayExecutor(
+        address,
+        settings.workers,
+        num_gpus_per_actor=settings.gpus_per_worker,
+        threads_per_actor=settings.threads or 1,
+    )
+    try:
+        executor.start(built.task, built.phenotype)
+    except BaseException:
+        executor.close()
+        raise
+    return executor
+
+
+def _ray_overrides(ray: str | None, workers: int | None, local: bool = False) -> dict[str, Any]:
+    """``--ray ADDRESS`` / ``--workers N`` / ``--local`` as ``[run]`` overrides."""
+    _check_positive("--workers", workers, 1)
+    if local and ray is not None:
+        raise ConfigError("--local and --ray both given; allowed: one of them")
+    out: dict[str, Any] = {"workers": workers}
+    if ray is not None:
+        out.update(executor="ray", ray_address=ray)
+    if local:
+        out["executor"] = "local"
+    return out
+
+
+def _start(config: Any, built: Any, run_path: Path, *, resume: bool, quiet: bool, executor: Any) -> None:
     from neuroevo.runtime import RunDir, evolve
 
     run = RunDir(run_path)
     settings = config.run
-    result = evolve(
-        built.strategy,
-        built.phenotype,
-        built.task,
-        generations=settings.generations,
-        target_fitness=settings.target_fitness,
-        time_budget=settings.time_budget_s,
-        run_dir=run,
-        checkpoint_every=settings.checkpoint_every,
-        keep_checkpoints=settings.keep_checkpoints,
-        validate_every=settings.validate_every,
-        resume=resume,
-        progress=settings.progress and not quiet,
-        tensorboard=settings.tensorboard,
-    )
+    try:
+        result = evolve(
+            built.strategy,
+            built.phenotype,
+            built.task,
+            generations=settings.generations,
+            target_fitness=settings.target_fitness,
+            time_budget=settings.time_budget_s,
+            executor=executor,
+            run_dir=run,
+            checkpoint_every=settings.checkpoint_every,
+            keep_checkpoints=settings.keep_checkpoints,
+            validate_every=settings.validate_every,
+            resume=resume,
+            progress=settings.progress and not quiet,
+            tensorboard=settings.tensorboard,
+        )
+    finally:
+        if executor is not None:
+            executor.close()
     from rich.console import Console
 
     from neuroevo.runtime.logging import summary_table
 
     Console(width=120).print(summary_table(result))
+    if executor is not None and result.metrics:
+        last = result.metrics[-1]
+        _echo(
+            f"ray: {settings.workers} workers, {last.get('bytes_out', 0) / 1e3:.1f} kB out and "
+            f"{last.get('bytes_in', 0) / 1e3:.1f} kB in per generation, "
+            f"{int(last.get('worker_failures', 0))} worker failures"
+        )
     _echo(f"run folder: {run.path}  (config.toml, metrics.jsonl, run.log, checkpoints/, best/, report/)")
     _echo(f"report: {run.report / 'report.html'}")
     if result.stop_reason == "interrupted":
@@ -98,6 +148,8 @@ def run(
         str | None,
         typer.Option(help="run these seeds one after the other into OUT/seed-N: '0-4' or '0,3,7'"),
     ] = None,
+    ray: Annotated[str | None, typer.Option(help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray actors (override run.workers)")] = None,
 ) -> None:
     """Start a run from a config: metrics, checkpoints, best network and plots go to the run folder.
 
@@ -109,17 +161,22 @@ def run(
 
     _check_positive("--generations", generations, 1)
     _check_positive("--seed", seed, 0)
+    ray_keys = _ray_overrides(ray, workers)
     if seeds is not None:
         if seed is not None:
             raise ConfigError("--seed and --seeds: give one of them")
-        _run_seeds(config, out, _parse_seeds(seeds), generations, overwrite=overwrite, quiet=quiet)
+        _run_seeds(
+            config, out, _parse_seeds(seeds), generations, overwrite=overwrite, quiet=quiet, run_keys=ray_keys
+        )
         return
-    cfg = load_config(config, {"run": {"seed": seed, "generations": generations}})
+    run_keys = {"seed": seed, "generations": generations, **ray_keys}
+    cfg = load_config(config, {"run": run_keys})
     run = RunDir(out or Path("runs") / cfg.run.name)
     run.check_can_create(overwrite=overwrite)
     built = build(cfg)  # everything is checked before the run folder is touched
+    executor = _executor(cfg.run, built)  # a Ray cluster that cannot serve the run, too
     run.create(cfg.to_toml(), overwrite=overwrite)
-    _start(cfg, built, run.path, resume=False, quiet=quiet)
+    _start(cfg, built, run.path, resume=False, quiet=quiet, executor=executor)
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -138,7 +195,14 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _run_seeds(
-    config: Path, out: Path | None, seeds: list[int], generations: int | None, *, overwrite: bool, quiet: bool
+    config: Path,
+    out: Path | None,
+    seeds: list[int],
+    generations: int | None,
+    *,
+    overwrite: bool,
+    quiet: bool,
+    run_keys: dict[str, Any] | None = None,
 ) -> None:
     """One run per seed, in OUT/seed-<seed>, one after the other; then OUT/report.html over all of them.
 
@@ -148,7 +212,8 @@ def _run_seeds(
     from neuroevo.runtime import RunDir
     from neuroevo.runtime.report import write_report
 
-    configs = [load_config(config, {"run": {"seed": s, "generations": generations}}) for s in seeds]
+    keys = run_keys or {}
+    configs = [load_config(config, {"run": {"seed": s, "generations": generations, **keys}}) for s in seeds]
     parent = out or Path("runs") / configs[0].run.name
     if RunDir(parent).is_run():
         raise ConfigError(f"--out {parent}: holds a single run; allowed: a new folder for --seeds")
@@ -157,9 +222,10 @@ def _run_seeds(
         run.check_can_create(overwrite=overwrite)
     for cfg, run in zip(configs, runs, strict=True):
         built = build(cfg)
+        executor = _executor(cfg.run, built)  # Ray, when --ray or run.executor says so
         run.create(cfg.to_toml(), overwrite=overwrite)
         _echo(f"seed {cfg.run.seed}: {run.path}")
-        _start(cfg, built, run.path, resume=False, quiet=quiet)
+        _start(cfg, built, run.path, resume=False, quiet=quiet, executor=executor)
     report = write_report(
         [parent], parent / "report.html", title=f"neuroevo run {parent.name}: seeds {seeds}"
     )
@@ -196,6 +262,9 @@ def resume(
     ] = None,
     time_budget: Annotated[float | None, typer.Option(help="total seconds, counting the time before")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ray: Annotated[str | None, typer.Option(help=RAY_HELP)] = None,
+    workers: Annotated[int | None, typer.Option(help="Ray actors (override run.workers)")] = None,
+    local: Annotated[bool, typer.Option(help="continue in this process (run.executor = local)")] = False,
 ) -> None:
     """Continue a run from its newest complete checkpoint (bit-identical to an uninterrupted run).
 
@@ -212,7 +281,12 @@ def resume(
     run = RunDir(run_dir)
     run.require_run()
     overrides = {
-        "run": {"generations": generations, "target_fitness": target_fitness, "time_budget_s": time_budget}
+        "run": {
+            "generations": generations,
+            "target_fitness": target_fitness,
+            "time_budget_s": time_budget,
+            **_ray_overrides(ray, workers, local),
+        }
     }
     edited = validate_config(apply_overrides(read_toml(run.config), overrides))
     reference = validate_config(read_toml(run.reference_config)) if run.reference_config.is_file() else None
@@ -223,9 +297,10 @@ def resume(
         _echo(f"{run.path}: {finished}; nothing to do (extend it with --generations or --time-budget)")
         return
     built = build(edited)
+    executor = _executor(edited.run, built)
     if reference is None or edited.to_toml() != reference.to_toml():
         run.write_config(edited.to_toml())
-    _start(edited, built, run.path, resume=True, quiet=quiet)
+    _start(edited, built, run.path, resume=True, quiet=quiet, executor=executor)
 
 
 @app.command(name="list")

@@ -61,6 +61,16 @@ class RunParams(BaseModel):
         False,
         description="also write metrics as TensorBoard scalars to RUN/tensorboard (neuroevo[tensorboard])",
     )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="where members are evaluated: local (this process) or ray (shards on Ray actors)"
+    )
+    ray_address: str = Field(
+        "auto",
+        description="executor = 'ray': auto (this machine's cluster or RAY_ADDRESS), a head's host:port, "
+        "or local (a private Ray started by the run)",
+    )
+    workers: int = Field(2, ge=1, description="executor = 'ray': Ray actors, 1 CPU each")
+    gpus_per_worker: float = Field(0.0, ge=0, description="executor = 'ray': GPUs requested per actor")
 
     @field_validator("device")
     @classmethod
@@ -285,6 +295,10 @@ RESUMABLE_KEYS = (
     "run.keep_freed_memory",
     "run.progress",
     "run.tensorboard",
+    "run.executor",
+    "run.ray_address",
+    "run.workers",
+    "run.gpus_per_worker",
 )
 
 

@@ -15,11 +15,15 @@ Two things live here, and nowhere else:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+
+from neuroevo.core.types import Fitness
 
 
 class PopulationKind(StrEnum):
@@ -145,8 +149,106 @@ class ExportsIO(Protocol):
     def export_io(self) -> dict[str, Any]: ...
 
 
+@dataclass
+class MemberResults:
+    """What ``ShardedEvaluation.evaluate_members`` returns for the members of one shard.
+
+    ``values[P]`` and ``descriptors[P, K]`` as in ``Fitness``; ``steps`` summed over shards;
+    ``rows``: per-member partial statistics (first dimension P: observation sums, episode
+    lengths), which ``merge_members`` reduces over the whole population in member order.
+    """
+
+    values: torch.Tensor
+    descriptors: torch.Tensor | None = None
+    steps: int = 0
+    rows: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @staticmethod
+    def concat(parts: Sequence[MemberResults]) -> MemberResults:
+        """The shards' results joined in shard order: the population's results, exactly."""
+        if len(parts) == 1:
+            return parts[0]
+        descriptors = None
+        if parts[0].descriptors is not None:
+            descriptors = torch.cat([p.descriptors for p in parts])  # type: ignore[misc]
+        return MemberResults(
+            values=torch.cat([p.values for p in parts]),
+            descriptors=descriptors,
+            steps=sum(int(p.steps) for p in parts),
+            rows={k: torch.cat([p.rows[k] for p in parts]) for k in parts[0].rows},
+        )
+
+
+@dataclass
+class GaussianMembers:
+    """Members ``center + sigma * eps_j`` (antithetic: ``center - sigma * eps_j`` after the first
+    half), ``eps_j`` keyed by ``(seed, generation, j, purpose)``: an OpenES population as its
+    shared state plus member keys (Salimans et al. 2017), so a worker rebuilds its own rows
+    and only the centre crosses the wire. ``rows(a, b)`` equals ``population[a:b]`` bit for bit.
+    """
+
+    center: torch.Tensor
+    sigma: float
+    seed: int
+    generation: int
+    size: int
+    antithetic: bool
+    purpose: str = "noise"
+
+    def __len__(self) -> int:
+        return self.size
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        from neuroevo.core.random import population_normal
+
+        half = self.size // 2 if self.antithetic else self.size
+        index = torch.arange(start, stop)
+        keys = (index % half if self.antithetic else index).tolist()
+        dim, dtype = self.center.numel(), self.center.dtype
+        eps = population_normal(keys, dim, self.seed, self.generation, self.purpose, dtype=dtype)
+        scaled = self.sigma * eps.to(self.center.device)
+        if not self.antithetic:
+            return self.center + scaled
+        plus = (index < half).to(self.center.device).unsqueeze(1)
+        return torch.where(plus, self.center + scaled, self.center - scaled)
+
+
+@runtime_checkable
+class RegeneratesMembers(Protocol):
+    """A strategy whose last ``ask()`` is a function of shared state plus member keys.
+
+    ``member_recipe()`` describes that population (e.g. ``GaussianMembers``), or None; a
+    distributed executor then sends the recipe and member ranges instead of the rows.
+    """
+
+    def member_recipe(self) -> GaussianMembers | None: ...
+
+
+@runtime_checkable
+class ShardedEvaluation(Protocol):
+    """A task whose evaluation has a per-member part and a whole-population part.
+
+    Observation statistics and batch metrics are reductions over the whole population; an
+    executor that splits the population into shards must reduce them in the same order to get
+    the same bits. ``evaluate_members`` runs some members and leaves the task unchanged;
+    ``merge_members`` takes the results of all members (``MemberResults.concat`` of the
+    shards, in member order), updates the task's state and returns the population's
+    ``Fitness``. ``evaluate`` is the two in a row, so every executor merges alike.
+    """
+
+    def evaluate_members(
+        self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0
+    ) -> MemberResults: ...
+
+    def merge_members(self, results: MemberResults, generation: int = 0, *, stream: int = 0) -> Fitness: ...
+
+
 __all__ = [
     "ExportsIO",
+    "GaussianMembers",
+    "RegeneratesMembers",
+    "MemberResults",
+    "ShardedEvaluation",
     "CAPABILITY_WORDS",
     "POPULATION_KIND_WORDS",
     "Capability",

@@ -25,10 +25,17 @@ from typing import Any
 import torch
 
 from neuroevo.core import memory
-from neuroevo.core.contracts import ExportsIO, HasGenome, Reevaluating, WritesRecords, WritesReport
+from neuroevo.core.contracts import (
+    ExportsIO,
+    HasGenome,
+    Reevaluating,
+    RegeneratesMembers,
+    WritesRecords,
+    WritesReport,
+)
 from neuroevo.core.errors import FitnessEvaluationError
 from neuroevo.core.types import Best, Fitness
-from neuroevo.runtime.executor import Executor, LocalExecutor
+from neuroevo.runtime.executor import Executor, LocalExecutor, ReportsStats, TakesMemberRecipes
 from neuroevo.runtime.rundir import RunDir
 
 Callback = Callable[[dict[str, Any], Any], Any]
@@ -204,6 +211,8 @@ def _generation(
     t0 = time.perf_counter()
     generation = strategy.generation
     population = strategy.ask()
+    if isinstance(executor, TakesMemberRecipes) and isinstance(strategy, RegeneratesMembers):
+        executor.note_recipe(population, strategy.member_recipe())  # keys on the wire, not rows
     fitness = _evaluate(executor, task, phenotype, population, generation)
     stats = dict(strategy.tell(fitness) or {})
     reeval_stats, reeval_count = _reevaluate(strategy, executor, task, phenotype, generation)
@@ -226,6 +235,7 @@ def _generation(
         "nan_count": strategy.last_nan_count,
         **{k: float(v) for k, v in stats.items()},
         **{k: float(v) for k, v in fitness.metrics.items()},
+        **(executor.generation_stats() if isinstance(executor, ReportsStats) else {}),
         **{k: float(v) for k, v in ledger.validation.items()},
         "seconds": seconds,
         "elapsed": clock.elapsed(),

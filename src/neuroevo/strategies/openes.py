@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.contracts import GaussianMembers
 from neuroevo.core.shaping import shape_fitness
 from neuroevo.strategies.base import ShapingName, Strategy, StrategyParams
 from neuroevo.strategies.optim import MomentState, MomentumParams, Optimizer, OptimizerName, scheduled_lr
@@ -112,6 +113,20 @@ class OpenES(Strategy):
         if self.params.antithetic:
             return torch.cat([center + scaled, center - scaled])
         return center + scaled
+
+    def member_recipe(self) -> GaussianMembers | None:
+        """The ``RegeneratesMembers`` hook: this generation's population as centre, sigma and keys
+        (None for subclasses that hand out another kind of population)."""
+        if type(self)._ask is not OpenES._ask or type(self)._noise is not OpenES._noise:
+            return None
+        return GaussianMembers(
+            self.state.center,
+            self.state.sigma,
+            self.seed,
+            self.generation,
+            self.population_size,
+            self.params.antithetic,
+        )
 
     def gradient(self, population: Any, weights: torch.Tensor) -> torch.Tensor:
         """The search-gradient estimate ``1 / (P sigma) sum_j (w_j+ - w_j-) eps_j`` for shaped ``weights``."""

@@ -215,9 +215,9 @@ class GymTask(EpisodicTask):
             per_chunk = members  # only tensor populations can be sliced by member
         returns = torch.zeros(members, episodes, dtype=torch.float64)
         lengths = torch.zeros(members, episodes, dtype=torch.long)
-        obs_count = 0.0
-        obs_sum = torch.zeros(self.in_features, dtype=torch.float64)
-        obs_sumsq = torch.zeros(self.in_features, dtype=torch.float64)
+        obs_count = torch.zeros(members, dtype=torch.float64)  # per member: the merge reduces in order
+        obs_sum = torch.zeros(members, self.in_features, dtype=torch.float64)
+        obs_sumsq = torch.zeros(members, self.in_features, dtype=torch.float64)
         frozen = self.obs_norm.frozen(torch.float32)
         steps = 0
         with torch.no_grad():
@@ -236,13 +236,11 @@ class GymTask(EpisodicTask):
                 for _ in range(self.max_steps):
                     x = self._obs_tensor(obs, n)
                     if self.obs_norm.enabled:
-                        seen = x[torch.from_numpy(active)]
-                        count, total, total_sq = self.obs_norm.batch_stats(seen)
-                        obs_count, obs_sum, obs_sumsq = (
-                            obs_count + count,
-                            obs_sum + total,
-                            obs_sumsq + total_sq,
-                        )
+                        mask = torch.from_numpy(active).to(torch.float64)
+                        seen = (x.to(torch.float64) * mask.unsqueeze(1)).view(m1 - m0, episodes, -1)
+                        obs_count[m0:m1] += mask.view(m1 - m0, episodes).sum(1)
+                        obs_sum[m0:m1] += seen.sum(1)
+                        obs_sumsq[m0:m1] += (seen * seen).sum(1)
                     x = self.obs_norm.normalize(x.to(self.device), frozen).view(m1 - m0, episodes, -1)
                     out = phenotype.forward(pop, x).reshape(n, -1)
                     obs, reward, terminated, truncated, _ = env.step(self._actions(out, action_generator))

@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from neuroevo.core.contracts import Capability
+from neuroevo.core.contracts import Capability, MemberResults
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
@@ -237,14 +237,27 @@ class MazeTask(Task):
         return pos, closest
 
     def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
+        results = self.evaluate_members(phenotype, population, generation, stream=stream)
+        return self.merge_members(results, generation, stream=stream)
+
+    def evaluate_members(
+        self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0
+    ) -> MemberResults:
+        """The ``ShardedEvaluation`` hook: final positions and distances, the task unchanged."""
         size = _population_size(population)
         pos, closest = self.rollout(phenotype, population, size)
         dist = (pos - self.goal).norm(dim=1)
+        return MemberResults(values=-dist, descriptors=pos, steps=size * self.steps)
+
+    def merge_members(self, results: MemberResults, generation: int = 0, *, stream: int = 0) -> Fitness:
+        """Record the positions (stream 0) and compute the population's metrics."""
+        pos, dist = results.descriptors, -results.values
+        assert pos is not None
         if self.record_history and stream == 0:
             self.history[int(generation)] = pos.detach().cpu().clone()
         solved = dist <= self.goal_radius
         metrics = {"success_rate": float(solved.float().mean()), "min_distance": float(dist.min())}
-        return Fitness(values=-dist, descriptors=pos, steps=size * self.steps, metrics=metrics)
+        return Fitness(values=results.values, descriptors=pos, steps=results.steps, metrics=metrics)
 
     def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
         """Final distance to the goal of one member, and whether it solved the maze."""

@@ -14,7 +14,10 @@ which is what makes early-failing populations cheap (not for stateful phenotypes
 
 Observation normalisation (on by default) follows OpenAI-ES: statistics frozen during an
 evaluation, then updated with every observation a policy was fed; they live in
-``state_dict()`` so a resumed run continues with the same statistics.
+``state_dict()`` so a resumed run continues with the same statistics. The rollout sums the
+observations per member; the merge (``ShardedEvaluation.merge_members``) reduces those sums
+over the population in member order, so a population split into shards on several workers
+(``neuroevo.runtime.ray_executor``) gives the same statistics, bit for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 from pydantic import Field, field_validator
 
 from neuroevo.core import random as nrandom
-from neuroevo.core.contracts import Capability
+from neuroevo.core.contracts import Capability, MemberResults
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 from neuroevo.tasks.control.base import BatchedEnv
@@ -57,12 +60,13 @@ class ControlParams(TaskParams):
 
 @dataclass
 class Rollout:
-    """Per-episode results of one batched rollout, ``[P, E]`` each, plus observation statistics."""
+    """Per-episode results of one batched rollout, ``[P, E]`` each, plus per-member observation
+    statistics: ``obs_count[P]``, ``obs_sum[P, obs]``, ``obs_sumsq[P, obs]`` (float64)."""
 
     returns: torch.Tensor
     lengths: torch.Tensor
     steps: int
-    obs_count: float
+    obs_count: torch.Tensor
     obs_sum: torch.Tensor
     obs_sumsq: torch.Tensor
 
@@ -96,16 +100,33 @@ class EpisodicTask(Task):
 
     def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
         """Mean return over ``episodes`` episodes per member; updates the observation statistics after."""
+        results = self.evaluate_members(phenotype, population, generation, stream=stream)
+        return self.merge_members(results, generation, stream=stream)
+
+    def evaluate_members(
+        self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0
+    ) -> MemberResults:
+        """The ``ShardedEvaluation`` hook: mean returns, episode lengths and observation sums per
+        member, with the statistics frozen (the task is not changed)."""
         starts = self.episode_starts(self.episodes, generation, stream, "episodes")
         action_gen = None
         if not self.deterministic:
             action_gen = nrandom.member_generator(self.seed, generation, stream, "actions")
         result = self.rollout(phenotype, population, starts, action_generator=action_gen)
-        self.obs_norm.update(result.obs_count, result.obs_sum, result.obs_sumsq)
+        rows = {"lengths": result.lengths, "obs_count": result.obs_count}
+        rows.update(obs_sum=result.obs_sum, obs_sumsq=result.obs_sumsq)
+        return MemberResults(values=result.returns.mean(1).to(self.device), steps=result.steps, rows=rows)
+
+    def merge_members(self, results: MemberResults, generation: int = 0, *, stream: int = 0) -> Fitness:
+        """Merge every member's observation sums into the statistics (in member order) and return
+        the population's fitness and mean episode length."""
+        rows = results.rows
+        total = rows["obs_count"].sum()
+        self.obs_norm.update(float(total), rows["obs_sum"].sum(0), rows["obs_sumsq"].sum(0))
         return Fitness(
-            values=result.returns.mean(1).to(self.device),
-            steps=result.steps,
-            metrics={"episode_length_mean": float(result.lengths.double().mean())},
+            values=results.values,
+            steps=results.steps,
+            metrics={"episode_length_mean": float(rows["lengths"].double().mean())},
         )
 
     def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
@@ -232,10 +253,11 @@ class ControlTask(EpisodicTask):
         returns = torch.zeros(n, dtype=torch.float64, device=dev)
         lengths = torch.zeros(n, dtype=torch.long, device=dev)
         rows = torch.arange(n, device=dev)
+        member_rows = torch.arange(members, device=dev)  # the member of each running population row
         active = torch.ones(n, dtype=torch.bool, device=dev)
-        obs_count = torch.zeros((), dtype=torch.float64, device=dev)
-        obs_sum = torch.zeros(env.obs_dim, dtype=torch.float64, device=dev)
-        obs_sumsq = torch.zeros(env.obs_dim, dtype=torch.float64, device=dev)
+        obs_count = torch.zeros(members, dtype=torch.float64, device=dev)
+        obs_sum = torch.zeros(members, env.obs_dim, dtype=torch.float64, device=dev)
+        obs_sumsq = torch.zeros(members, env.obs_dim, dtype=torch.float64, device=dev)
         frozen = self.obs_norm.frozen(dtype)
         reset_state = getattr(phenotype, "reset_state", None)
         if callable(reset_state):  # recurrent phenotypes: every episode starts from a clean state
@@ -250,12 +272,12 @@ class ControlTask(EpisodicTask):
         steps = 0
         with torch.no_grad():
             for _ in range(env.max_steps):
-                if self.obs_norm.enabled:
+                if self.obs_norm.enabled:  # per-member sums: the merge reduces them in member order
                     mask = active.unsqueeze(1).to(torch.float64)
-                    obs64 = obs.to(torch.float64) * mask
-                    obs_count += mask.sum()
-                    obs_sum += obs64.sum(0)
-                    obs_sumsq += (obs64 * obs64).sum(0)
+                    obs64 = (obs.to(torch.float64) * mask).view(alive, episodes, -1)
+                    obs_count.index_add_(0, member_rows, mask.view(alive, episodes).sum(1))
+                    obs_sum.index_add_(0, member_rows, obs64.sum(1))
+                    obs_sumsq.index_add_(0, member_rows, (obs64 * obs64).sum(1))
                 x = self.obs_norm.normalize(obs, frozen).view(alive, episodes, -1)
                 out = phenotype.forward(pop, x).reshape(alive * episodes, -1)
                 if env.discrete:
@@ -288,12 +310,13 @@ class ControlTask(EpisodicTask):
                     pop = pop[running]
                     env.select(keep)
                     obs, active, rows = obs[keep], active[keep], rows[keep]
+                    member_rows = member_rows[running]
                     alive = still
         return Rollout(
             returns=returns.view(members, episodes),
             lengths=lengths.view(members, episodes),
             steps=steps,
-            obs_count=float(obs_count),
+            obs_count=obs_count,
             obs_sum=obs_sum,
             obs_sumsq=obs_sumsq,
         )
