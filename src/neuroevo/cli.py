@@ -56,10 +56,12 @@ def _echo(message: str) -> None:
 
 
 def _executor(settings: Any, built: Any) -> Any:
-    """``run.executor``: None (local) or a ``RayExecutor`` with its actors started (a one-line
-    ConfigError, exit 2, if it cannot connect or place them)."""
+    """``run.executor``: a ``LocalExecutor`` with the run's memory budget, or a ``RayExecutor`` with
+    its actors started (a one-line ConfigError, exit 2, if it cannot connect or place them)."""
     if settings.executor != "ray":
-        return None
+        from neuroevo.runtime.executor import LocalExecutor
+
+        return LocalExecutor(max_memory_gb=settings.max_memory_gb)
     from neuroevo.runtime.ray_executor import RayExecutor
 
     address = None if settings.ray_address == "local" else settings.ray_address
@@ -120,7 +122,7 @@ def _start(config: Any, built: Any, run_path: Path, *, resume: bool, quiet: bool
     from neuroevo.runtime.logging import summary_table
 
     Console(width=120).print(summary_table(result))
-    if executor is not None and result.metrics:
+    if settings.executor == "ray" and result.metrics:
         last = result.metrics[-1]
         _echo(
             f"ray: {settings.workers} workers, {last.get('bytes_out', 0) / 1e3:.1f} kB out and "

@@ -70,6 +70,13 @@ class RunParams(BaseModel):
         "or local (a private Ray started by the run)",
     )
     workers: int = Field(2, ge=1, description="executor = 'ray': Ray actors, 1 CPU each")
+    max_memory_gb: float = Field(
+        2.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="local executor: evaluate the population in chunks that each fit this much memory "
+        "(bit-identical to one batched pass)",
+    )
     gpus_per_worker: float = Field(0.0, ge=0, description="executor = 'ray': GPUs requested per actor")
 
     @field_validator("device")
@@ -295,6 +302,7 @@ RESUMABLE_KEYS = (
     "run.keep_freed_memory",
     "run.progress",
     "run.tensorboard",
+    "run.max_memory_gb",
     "run.executor",
     "run.ray_address",
     "run.workers",

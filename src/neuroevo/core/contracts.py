@@ -243,7 +243,36 @@ class ShardedEvaluation(Protocol):
     def merge_members(self, results: MemberResults, generation: int = 0, *, stream: int = 0) -> Fitness: ...
 
 
+@runtime_checkable
+class EstimatesMemory(Protocol):
+    """A task that can say about how many bytes one member's evaluation holds at its peak.
+
+    The local executor evaluates a population in chunks of members that fit its memory
+    budget (``run.max_memory_gb``), merged exactly as one batched call (``ShardedEvaluation``
+    or shard order), so the result is bit-identical.
+    """
+
+    def bytes_per_member(self, phenotype: Any) -> int: ...
+
+
+@runtime_checkable
+class Layered(Protocol):
+    """A phenotype of fully connected layers (``PopulationMLP``): ``[in, hidden..., out]``."""
+
+    layer_sizes: list[int]
+
+
+def activations_per_sample(phenotype: Any) -> int:
+    """Floats one sample creates in one member's forward pass (the widths of its layers)."""
+    if isinstance(phenotype, Layered):
+        return int(sum(phenotype.layer_sizes[1:]))
+    return max(1, int(phenotype.in_features) + int(phenotype.out_features))
+
+
 __all__ = [
+    "EstimatesMemory",
+    "Layered",
+    "activations_per_sample",
     "ExportsIO",
     "GaussianMembers",
     "RegeneratesMembers",

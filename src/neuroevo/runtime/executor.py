@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from neuroevo.core.contracts import MemberResults, ShardedEvaluation
+from neuroevo.core.contracts import EstimatesMemory, MemberResults, ShardedEvaluation
 from neuroevo.core.types import Fitness
 
 
@@ -53,14 +53,38 @@ class TakesMemberRecipes(Protocol):
     def note_recipe(self, population: Any, recipe: Any) -> None: ...
 
 
+#: the local executor's default memory budget for one evaluation (``run.max_memory_gb``)
+DEFAULT_MAX_MEMORY_GB = 2.0
+
+
 class LocalExecutor:
-    """Evaluates the whole population in this process as one batched call."""
+    """Evaluates the population in this process: one batched call, or chunks that fit a memory budget.
+
+    A task that can estimate its per-member memory (``EstimatesMemory``) is evaluated in
+    contiguous chunks of at most ``max_memory_gb`` each (``None``: never chunk), merged as
+    one call is (``merge_shards``), so the fitness is bit-identical to the unchunked pass
+    while the peak memory is bounded (100,000 MLPs on digits need no large machine).
+    """
+
+    def __init__(self, max_memory_gb: float | None = DEFAULT_MAX_MEMORY_GB):
+        self.max_memory_gb = max_memory_gb
+
+    def chunks(self, task: Any, phenotype: Any, size: int) -> list[tuple[int, int]]:
+        """The member ranges one evaluation of ``size`` members runs in."""
+        if not self.max_memory_gb or not isinstance(task, EstimatesMemory):
+            return [(0, size)]
+        needed = task.bytes_per_member(phenotype) * size
+        pieces = -(-needed // int(self.max_memory_gb * 2**30))
+        return shard_bounds(size, max(1, pieces))
 
     def evaluate(
         self, task: Any, phenotype: Any, population: Any, generation: int, *, stream: int = 0
     ) -> Fitness:
-        part = evaluate_shard(task, phenotype, population, generation, stream)
-        return merge_shards(task, [part], generation, stream)
+        bounds = self.chunks(task, phenotype, population_size(population))
+        parts = [
+            evaluate_shard(task, phenotype, take(population, a, b), generation, stream) for a, b in bounds
+        ]
+        return merge_shards(task, parts, generation, stream)
 
     def close(self) -> None:
         return None

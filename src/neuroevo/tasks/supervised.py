@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.core.contracts import Capability
+from neuroevo.core.contracts import Capability, activations_per_sample
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
@@ -129,6 +129,12 @@ class SupervisedTask(Task):
             outputs = phenotype.forward(_as_population(params), x)
             names = REPORTED_METRICS[self.kind]
             return {m: float(self.score(outputs, y, m)[0]) for m in names}
+
+    def bytes_per_member(self, phenotype: Any) -> int:
+        """The ``EstimatesMemory`` hook: one member's activations on a batch, with the scoring's
+        temporaries (about four float32 copies of every layer's output)."""
+        rows = self.batch_size if 0 < self.batch_size < self.x_train.shape[0] else self.x_train.shape[0]
+        return int(rows) * activations_per_sample(phenotype) * 4 * 4
 
     def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
         """Metrics of one member: ``train_*`` on all training data, ``val_*`` on held-out data."""

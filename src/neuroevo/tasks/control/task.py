@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, field_validator
 
 from neuroevo.core import random as nrandom
-from neuroevo.core.contracts import Capability, MemberResults
+from neuroevo.core.contracts import Capability, MemberResults, activations_per_sample
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 from neuroevo.tasks.control.base import BatchedEnv
@@ -142,6 +142,12 @@ class EpisodicTask(Task):
             "eval_return_std": float(returns.std(unbiased=False)),
             "eval_length_mean": float(result.lengths[0].double().mean()),
         }
+
+    def bytes_per_member(self, phenotype: Any) -> int:
+        """The ``EstimatesMemory`` hook: one member's episodes in flight, each with its
+        observations, activations and env state (float64 at most), with temporaries."""
+        per_episode = activations_per_sample(phenotype) + 4 * int(self.in_features) + 16
+        return int(self.episodes) * per_episode * 8 * 4
 
     def export_io(self) -> dict[str, Any]:
         """The ``ExportsIO`` hook: raw observations in (normalised with the current stats), actions out."""
