@@ -148,15 +148,14 @@ def evolve(
     recorder = _Recorder(run, keep_checkpoints, tensorboard)
     ledger, metrics = recorder.start(strategy, task, resume=resume, overwrite=overwrite)
     clock = _Clock(ledger.elapsed)
-    bar = _Progress(generations, strategy.generation) if progress else None
+    bar = _Progress(generations, strategy.generation) if progress else _NoProgress()
     stop_reason = ""
     try:
         while not (stop_reason := stop.before(strategy.generation, clock.elapsed())):
             line = _generation(strategy, phenotype, task, executor, ledger, clock, validate_every)
             metrics.append(line)
             recorder.record(line, strategy, phenotype, task, ledger)
-            if bar is not None:
-                bar.update(line)
+            bar.update(line)
             if checkpoint_every and strategy.generation % checkpoint_every == 0:
                 recorder.checkpoint(strategy, task, ledger, clock)
             if stop_reason := stop.after(line, strategy):
@@ -171,8 +170,7 @@ def evolve(
         recorder.close(f"stop reason: error ({type(exc).__name__}: {exc})")
         raise
     finally:
-        if bar is not None:
-            bar.close(stop_reason)
+        bar.close(stop_reason)
     recorder.finish(strategy, task, ledger, clock, metrics, stop_reason)
     return EvolutionResult(
         best=strategy.best,
@@ -425,6 +423,16 @@ class _Recorder:
             write_run_report(self.run.path, stop_reason)
         except Exception as exc:  # a report that fails must not lose a finished run: say so in run.log
             LOGGER.warning("report/report.html not written: %s: %s", type(exc).__name__, exc)
+
+
+class _NoProgress:
+    """No progress bar (``progress=False``)."""
+
+    def update(self, line: dict[str, Any]) -> None:
+        return None
+
+    def close(self, reason: str = "") -> None:
+        return None
 
 
 class _Progress:
