@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from neuroevo.core.errors import ConfigError
+from neuroevo.pbt_async import run_async
 from neuroevo.strategies.pbt import PBT
-from neuroevo.strategies.pbt.asynchronous import run_async
 from neuroevo.tasks.pbt_sequential import PBTSequential, set_optimizer_hyperparams
 
 SPACE = {"lr": {"low": 1e-3, "high": 0.3, "log": True}, "momentum": {"low": 0.0, "high": 0.9}}

@@ -21,6 +21,9 @@ reaching their ready points. ``timeout`` ends the run without waiting for member
 training (they are reported as ``unfinished``; their threads finish their interval in the
 background and are discarded).
 
+It joins a strategy (``PBT``: space, rules, seed) and a task (``PBTSequential``), which only
+the runtime layer does, so it lives beside ``pbt_replay`` rather than in ``strategies``.
+
 The member step stays ``step(member_state, hyperparams, data)`` (see ``PBTSequential``), so an
 executor can move a job to another process or a Ray actor. Draws come from
 ``neuroevo.core.random`` keys (seed, the member's ready count, member, purpose), but the order in
