@@ -15,6 +15,10 @@ hyperparameters. Synchronous (generational) mode: one generation is one ready in
    a factor drawn from ``perturb_factors``; ``pb2``: PB2's GP bandit for the continuous and
    integer ones, see ``neuroevo.strategies.pbt.pb2``). The new values start from the parent's.
 
+With ``ready_seconds`` an interval ends after that much training time instead (the task reports
+the steps taken, ``HyperparamPopulation.trained``); such a run is not bit-identical on resume.
+The asynchronous mode is ``neuroevo.pbt_async.run_async``.
+
 Bounds are always respected (``bounds = "clip"`` or ``"reflect"``; see ``space``). Every draw
 comes from ``neuroevo.core.random`` keys (seed, generation, member, purpose), and ``self.state``
 (hyperparameters, pending copies, member steps and ages, last ready points, PB2 data, the best
