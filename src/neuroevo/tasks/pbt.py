@@ -28,6 +28,8 @@ trains on the same data.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -142,6 +144,9 @@ class PBTSupervised(Task):
         self.step = torch.zeros(0, dtype=torch.long)
         self.saved = torch.zeros(0, dtype=torch.bool)
         self._grad_fns: dict[bool, Any] = {}
+        #: the clock of ``ready_seconds`` intervals (a test may replace it)
+        self.clock: Callable[[], float] = time.monotonic
+        self.last_steps = 0
 
     # -- hyperparameters ----------------------------------------------------------------------
     def check_space(self, population: Any) -> None:
@@ -248,8 +253,19 @@ class PBTSupervised(Task):
             self._grad_fns[key] = vmap(grad_and_value(loss), in_dims=(0, 0, 0, 0, 0 if dropout else None))
         return self._grad_fns[key]
 
-    def train(self, phenotype: Any, hp: dict[str, torch.Tensor], steps: int, generation: int) -> torch.Tensor:
-        """``steps`` optimiser steps of every member at once; returns the last step's mean loss per member."""
+    def train(
+        self,
+        phenotype: Any,
+        hp: dict[str, torch.Tensor],
+        steps: int,
+        generation: int,
+        seconds: float | None = None,
+    ) -> torch.Tensor:
+        """``steps`` optimiser steps of every member at once; returns the last step's mean loss per member.
+
+        With ``seconds``, steps go on until that much time has passed on ``self.clock`` (at least
+        one); ``self.last_steps`` says how many were taken.
+        """
         assert self.weights is not None
         x_all, y_all = self.data.x_train, self.data.y_train
         n, size = x_all.shape[0], self.step.shape[0]
@@ -268,7 +284,9 @@ class PBTSupervised(Task):
         grad_fn = self._grad_fn(phenotype, use_dropout)
         hp_dev = {k: v.to(self.device) for k, v in hp.items()}
         loss = torch.zeros(size)
-        for k in range(steps):  # steps of the interval; every member advances in each
+        start, k = self.clock(), 0
+        while (k < steps) if seconds is None else (k == 0 or self.clock() - start < seconds):
+            # one step of the interval; every member advances in each
             gen = nrandom.member_generator(self.seed, generation, k, "pbt_batch")
             idx = torch.randint(n, (size, b_max), generator=gen).to(self.device)
             masks = None
@@ -280,6 +298,8 @@ class PBTSupervised(Task):
             grads, loss = grad_fn(self.weights, x_all[idx], y_all[idx], weight, masks)
             self.step += 1
             self.optimizer.step(self.weights, grads, self.opt_state, hp_dev, self.step)
+            k += 1
+        self.last_steps = k
         return loss.detach()
 
     def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
@@ -292,7 +312,10 @@ class PBTSupervised(Task):
             raise ValueError(f"the population has {size} members; the task trains {self.step.shape[0]}")
         self.apply_exploit(population.parents)
         hp = self.member_hyperparams(population)
-        train_loss = self.train(phenotype, hp, int(population.steps), generation)
+        train_loss = self.train(
+            phenotype, hp, int(population.steps), generation, getattr(population, "seconds", None)
+        )
+        population.trained = torch.full((size,), self.last_steps, dtype=torch.long)
         self.saved[:] = True  # the state now in memory is this ready point's saved state
         with torch.no_grad():
             out = phenotype.forward_stacked(self.weights, self.data.x_val)
@@ -301,7 +324,7 @@ class PBTSupervised(Task):
         population.attach(lambda i: torch.cat([v[i].reshape(-1) for v in params.values()]))
         finite = train_loss[torch.isfinite(train_loss)]
         metrics = {"train_loss_median": float(finite.median()) if finite.numel() else float("nan")}
-        return Fitness(values=values, steps=size * int(population.steps), metrics=metrics)
+        return Fitness(values=values, steps=size * self.last_steps, metrics=metrics)
 
     def validate(self, phenotype: Any, params: Any) -> dict[str, float]:
         """Train and validation metrics of one member (the best): its flat weights."""

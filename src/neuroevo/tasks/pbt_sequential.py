@@ -30,6 +30,7 @@ Python loop over members is the point of this mode; use ``pbt_supervised`` (stac
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
@@ -98,6 +99,8 @@ class PBTSequential(Task):
         self.members: list[MemberState] = []
         self.saved: list[dict[str, Any] | None] = []
         self.steps: list[int] = []
+        #: the clock of ``ready_seconds`` intervals (a test may replace it)
+        self.clock: Callable[[], float] = time.monotonic
 
     def _ensure(self, size: int) -> None:
         if not self.members:
@@ -131,14 +134,17 @@ class PBTSequential(Task):
 
     def evaluate(self, phenotype: Any, population: Any, generation: int = 0, *, stream: int = 0) -> Fitness:
         size, steps = len(population), int(population.steps)
+        seconds = getattr(population, "seconds", None)
         self._ensure(size)
         self.apply_exploit(population.parents)
         space = population.space
         values = torch.empty(size, dtype=torch.float64)
+        trained = torch.zeros(size, dtype=torch.long)
         failed = 0
         for i in range(size):
             try:
-                values[i] = self._train_member(i, space.row(population.values[i]), steps, generation)
+                hp = space.row(population.values[i])
+                values[i], trained[i] = self._train_member(i, hp, steps, generation, seconds)
             except Exception:
                 if self.member_errors == "raise":
                     raise
@@ -148,18 +154,34 @@ class PBTSequential(Task):
                 if self.saved[i] is not None:
                     _restore(self.members[i], self.saved[i])
                 continue
-            self.steps[i] += steps
+            self.steps[i] += int(trained[i])
             self.saved[i] = _snapshot(self.members[i])
-        return Fitness(values=values, steps=size * steps, metrics={"failed_members": float(failed)})
+        population.trained = trained
+        metrics = {"failed_members": float(failed)}
+        return Fitness(values=values, steps=int(trained.sum()), metrics=metrics)
 
-    def _train_member(self, i: int, hp: dict[str, Any], steps: int, generation: int) -> float:
-        for k in range(steps):
-            if self.data_fn is not None:
-                data = self.data_fn(generation, k, i)
-            else:
-                data = nrandom.member_generator(self.seed, generation * steps + k, i, "pbt_step")
-            self.step_fn(self.members[i], hp, data)
-        return float(self.eval_fn(self.members[i]))
+    def _train_member(
+        self, i: int, hp: dict[str, Any], steps: int, generation: int, seconds: float | None = None
+    ) -> tuple[float, int]:
+        """Train member ``i`` one interval (``steps``, or ``seconds`` of ``self.clock``); (fitness, steps)."""
+        start, k = self.clock(), 0
+        while (k < steps) if seconds is None else (k == 0 or self.clock() - start < seconds):
+            self.step_fn(self.members[i], hp, self.step_data(generation, k, i, steps, seconds))
+            k += 1
+        return float(self.eval_fn(self.members[i])), k
+
+    def step_data(
+        self, generation: int, k: int, member: int, steps: int, seconds: float | None = None
+    ) -> Any:
+        """``data`` of step ``k`` of the interval: the user's ``data`` or a keyed generator.
+
+        Keyed by the interval's position (steps mode), or by the member's own step count (seconds
+        mode, where an interval's length is not known in advance).
+        """
+        if self.data_fn is not None:
+            return self.data_fn(generation, k, member)
+        index = self.steps[member] + k if seconds is not None else generation * steps + k
+        return nrandom.member_generator(self.seed, index, member, "pbt_step")
 
     def state_dict(self) -> dict[str, Any]:
         return {"saved": copy.deepcopy(self.saved), "steps": list(self.steps)} if self.saved else {}

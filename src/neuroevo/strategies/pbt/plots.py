@@ -29,7 +29,7 @@ def plot_pbt(strategy: Any, events: list[dict[str, Any]], folder: Path) -> None:
     fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
     for ax, name in zip(axes[:, 0], names, strict=True):
         if lineage:
-            xs = [e["step"] - strategy.params.ready_every for e in lineage] + [lineage[-1]["step"]]
+            xs = [0] + [e["step"] for e in lineage]  # each interval starts at its predecessor's step
             ys = [e["old"][name] for e in lineage]
             ax.step(xs, [*ys, ys[-1]], where="post")
             hp = strategy.space.params[names.index(name)]

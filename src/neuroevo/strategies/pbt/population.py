@@ -8,7 +8,9 @@ checkpointed with it). It holds, for one ready interval,
 - ``parents[P]``: before training, member ``i`` copies the state saved at the last ready point
   by member ``parents[i]`` (-1: keeps its own). Only members that have a saved state are ever
   named, so a copy never starts from scratch;
-- ``steps``: how many training steps each member takes before the next ready point.
+- ``steps``: how many training steps each member takes before the next ready point, or
+  ``seconds``: if set, each member trains for that long instead (at least one step); the task
+  then says how many steps each member took with ``trained`` (``Tensor[P]``).
 
 The task may ``attach`` the trained members (a callable ``index -> flat weights``) so that the
 strategy's ``best`` holds the best member's weights, which the runtime writes to ``best/``.
@@ -32,6 +34,8 @@ class HyperparamPopulation:
     parents: torch.Tensor
     steps: int
     generation: int = 0
+    seconds: float | None = None
+    trained: torch.Tensor | None = None
     _weights: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -44,6 +48,12 @@ class HyperparamPopulation:
     def hyperparams(self) -> dict[str, Any]:
         """Name -> ``Tensor[P]`` (float64) for continuous/integer, list of choices for categorical."""
         return self.space.decode(self.values)
+
+    def trained_steps(self) -> torch.Tensor:
+        """``Tensor[P]`` (long): steps each member trained in this interval (``steps`` unless told)."""
+        if self.trained is not None:
+            return torch.as_tensor(self.trained, dtype=torch.long).reshape(-1).clone()
+        return torch.full((len(self),), int(self.steps), dtype=torch.long)
 
     def attach(self, weights: Callable[[int], torch.Tensor]) -> None:
         """Called by the task after training: ``weights(i)`` is member i's flat parameter vector."""

@@ -15,6 +15,10 @@ hyperparameters. Synchronous (generational) mode: one generation is one ready in
    a factor drawn from ``perturb_factors``; ``pb2``: PB2's GP bandit for the continuous and
    integer ones, see ``neuroevo.strategies.pbt.pb2``). The new values start from the parent's.
 
+With ``ready_seconds`` an interval ends after that much training time instead (the task reports
+the steps taken, ``HyperparamPopulation.trained``); such a run is not bit-identical on resume.
+The asynchronous mode is ``neuroevo.pbt_async.run_async``.
+
 Bounds are always respected (``bounds = "clip"`` or ``"reflect"``; see ``space``). Every draw
 comes from ``neuroevo.core.random`` keys (seed, generation, member, purpose), and ``self.state``
 (hyperparameters, pending copies, member steps and ages, last ready points, PB2 data, the best
@@ -51,6 +55,12 @@ def _default_space() -> dict[str, HyperparamSpec]:
 class PBTParams(StrategyParams):
     population_size: int = Field(16, ge=2, description="members trained together")
     ready_every: int = Field(100, ge=1, description="training steps of each member between ready points")
+    ready_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="if set: a ready point every N seconds of training instead (a resume is then not "
+        "bit-identical: the step counts depend on the clock)",
+    )
     space: dict[str, HyperparamSpec] = Field(
         default_factory=_default_space,
         description="hyperparameters, one table strategy.space.NAME each: type, low, high, log | choices",
@@ -160,8 +170,14 @@ class PBT(Strategy):
     # -- ask/tell ---------------------------------------------------------------------------
     def _ask(self) -> HyperparamPopulation:
         state = self.state
+        p = self.params
         return HyperparamPopulation(
-            self.space, state.values.clone(), state.parents.clone(), self.params.ready_every, self.generation
+            self.space,
+            state.values.clone(),
+            state.parents.clone(),
+            p.ready_every,
+            self.generation,
+            seconds=p.ready_seconds,
         )
 
     def member(self, population: HyperparamPopulation, index: int) -> torch.Tensor:
@@ -175,7 +191,8 @@ class PBT(Strategy):
 
     def _tell(self, population: HyperparamPopulation, fitness: torch.Tensor) -> dict[str, float]:
         g, size, state, p = self.generation, self.population_size, self.state, self.params
-        step_now = state.member_steps + p.ready_every
+        trained = population.trained_steps()
+        step_now = state.member_steps + trained
         old = state.values
         self._record_pb2(step_now, old, fitness)
         parents = self._exploit(fitness)
@@ -183,7 +200,7 @@ class PBT(Strategy):
         src = torch.where(exploited, parents, torch.arange(size))
         new = old.clone()
         if bool(exploited.any()):
-            new[exploited] = self._explore(old[parents[exploited]], exploited, step_now)
+            new[exploited] = self._explore(old[parents[exploited]], exploited, step_now, int(trained.max()))
         best_index = int(torch.argmax(fitness))
         if self.best is not None and self.best.generation == g:
             state.best_member = torch.tensor([g, best_index], dtype=torch.long)
@@ -193,11 +210,11 @@ class PBT(Strategy):
                 stats[f"hp_{hp.name}"] = float(old[best_index, i])
         if p.log_members:
             stats.update(
-                _member_lines(self.space, step_now, fitness, src, exploited, state.ages + p.ready_every, old)
+                _member_lines(self.space, step_now, fitness, src, exploited, state.ages + trained, old)
             )
         state.last_ready_step = step_now.clone()
         state.last_ready_fitness = fitness.clone()
-        state.ages = torch.where(exploited, 0, state.ages + p.ready_every)
+        state.ages = torch.where(exploited, 0, state.ages + trained)
         state.member_steps = step_now[src]
         state.start_fitness = fitness[src].clone()
         state.values, state.parents = new, parents
@@ -212,8 +229,13 @@ class PBT(Strategy):
             return exploit_rules.tournament(fitness, u, failed)
         return exploit_rules.no_exploit(fitness)
 
-    def _explore(self, start: torch.Tensor, exploited: torch.Tensor, step_now: torch.Tensor) -> torch.Tensor:
-        """New values for the exploited members, starting from their parents' ``start[k, H]``."""
+    def _explore(
+        self, start: torch.Tensor, exploited: torch.Tensor, step_now: torch.Tensor, interval: int
+    ) -> torch.Tensor:
+        """New values for the exploited members, starting from their parents' ``start[k, H]``.
+
+        ``interval``: the steps of the last ready interval (PB2 predicts one more of them).
+        """
         p, state, h = self.params, self.state, len(self.space)
         draws = nrandom.uniform((self.population_size, 3, h), self.seed, self.generation, 0, "pbt_explore")
         draws = draws.double()[exploited]
@@ -235,7 +257,7 @@ class PBT(Strategy):
                 state.pb2_t,
                 state.pb2_x,
                 state.pb2_y,
-                float(step_now.max() + p.ready_every),
+                float(step_now.max() + interval),
                 self.space.to_unit(start, columns),
                 cand.reshape(k, -1, len(columns)),
                 p.pb2_kappa,
@@ -312,11 +334,15 @@ class PBT(Strategy):
         return chain[::-1]
 
     def schedule(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The best member's hyperparameter schedule: one entry per ready interval."""
-        out = []
+        """The best member's hyperparameter schedule: one entry per ready interval.
+
+        Each interval starts from the step of the state its member started from: its lineage
+        predecessor's ready point (0 for the first).
+        """
+        out, start = [], 0
         for e in self.lineage(events):
-            start = e["step"] - self.params.ready_every
             out.append({"from_step": start, "to_step": e["step"], "member": e["member"], **e["old"]})
+            start = e["step"]
         return out
 
     def write_report(self, folder: Path) -> None:
