@@ -77,6 +77,12 @@ def test_sharded_evaluation_is_bit_identical(strategy: str, network: str, tmp_pa
         validate_config(data)
     except ConfigError:
         pytest.skip("pairing refused by the config checks")
+    data["run"]["executor"] = "ray"
+    try:
+        validate_config(data)
+    except ConfigError:
+        pytest.skip("a population the Ray executor does not shard (refused for executor = 'ray')")
+    data["run"]["executor"] = "local"
     local = _metrics(data, LocalExecutor(), 3)
     assert _metrics(data, ShardedInProcess(3), 3) == local
 

@@ -26,7 +26,7 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from neuroevo.core import memory
-from neuroevo.core.contracts import CAPABILITY_WORDS, POPULATION_KIND_WORDS, Capability
+from neuroevo.core.contracts import CAPABILITY_WORDS, POPULATION_KIND_WORDS, Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.core.registry import Registry
 from neuroevo.nn import NETWORKS
@@ -205,6 +205,10 @@ def validate_config(data: dict[str, Any]) -> Config:
     return config
 
 
+#: population kinds the Ray executor can split into shards (PBT's members live in their task)
+SHARDABLE_KINDS = frozenset({PopulationKind.FLAT, PopulationKind.LOWRANK, PopulationKind.NEAT})
+
+
 def check_pairing(config: Config) -> None:
     """Refuse a strategy, network and task that cannot work together, naming both sides and the partners.
 
@@ -217,6 +221,11 @@ def check_pairing(config: Config) -> None:
     entry = NETWORKS.get(config.network_type)
     task_cls = TASKS.get(config.task_name)
     strategy = f"strategy {config.strategy_name!r}"
+    if config.run.executor == "ray" and kind not in SHARDABLE_KINDS:
+        raise ConfigError(
+            f"run.executor = 'ray': {strategy} trains its members in one process (its task holds the "
+            "stacked models); allowed: executor = 'local'"
+        )
     if kind not in entry.runs:
         allowed = [name for name, e in NETWORKS.items() if kind in e.runs]
         raise ConfigError(
