@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,6 +24,9 @@ from neuroevo.core.registry import Registry
 from neuroevo.nn.activations import ACTIVATIONS
 from neuroevo.nn.init import INITIALIZERS, get_initializer
 from neuroevo.nn.mlp import PopulationMLP
+
+#: hidden layer widths: at least one layer, every width >= 1 (shared by every MLP network type)
+HiddenWidths = Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)]
 
 
 class NetworkParams(BaseModel):
@@ -100,7 +103,7 @@ def _check_activation(value: Any) -> Any:
 
 
 class MLPParams(NetworkParams):
-    hidden: list[int] = Field(
+    hidden: HiddenWidths = Field(
         default_factory=lambda: [32], min_length=1, description="hidden layer widths (at least one layer)"
     )
     activation: str | list[str | list[str]] = Field(
@@ -125,13 +128,6 @@ class MLPParams(NetworkParams):
             INITIALIZERS.canonical(value)
         else:
             get_initializer(value)
-        return value
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(v < 1 for v in value):
-            raise ValueError("every hidden width must be >= 1")
         return value
 
 

@@ -25,7 +25,8 @@ from torch.func import functional_call, vmap
 from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.activations import ACTIVATIONS, get_activation
-from neuroevo.nn.networks import NetworkParams, register_network
+from neuroevo.nn.adapter import ModuleParams
+from neuroevo.nn.networks import HiddenWidths, NetworkParams, register_network
 
 
 class TrainableMLPModule(torch.nn.Module):
@@ -198,20 +199,13 @@ class TrainableModule(TrainableNetwork):
 
 
 class TrainableMLPParams(NetworkParams):
-    hidden: list[int] = Field(default_factory=lambda: [64], description="hidden layer widths")
+    hidden: HiddenWidths = Field(default_factory=lambda: [64], description="hidden layer widths")
     activation: str = Field("relu", description="hidden activation (one name)")
 
     @field_validator("activation")
     @classmethod
     def _known(cls, value: str) -> str:
         ACTIVATIONS.canonical(value)
-        return value
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if any(v < 1 for v in value):
-            raise ValueError("every hidden width must be >= 1")
         return value
 
 
@@ -241,12 +235,8 @@ register_network(
 )
 
 
-class TrainableModuleParams(NetworkParams):
-    module: str = Field(
-        ...,
-        description="import path of its class or factory ('pkg.mod:Net' or 'file.py:Net'), given "
-        "in_features/out_features when it takes them",
-    )
+class TrainableModuleParams(ModuleParams):
+    """``[network] type = "trainable_module"``: the same key as ``type = "module"``."""
 
 
 def build_trainable_module(
