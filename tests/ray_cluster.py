@@ -6,6 +6,7 @@ Ray process on the machine, other users' included."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,6 +23,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def worker_port_base(span: int = 200) -> int:
+    """The start of ``span`` free ports below the kernel's ephemeral range, so a worker-port range
+    never overlaps a component port drawn by ``free_port`` (those come from the ephemeral range)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(20000, low - span)
+        try:
+            for port in (base, base + span // 2, base + span - 1):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free worker-port range")
 
 
 def session_pids(sid: int) -> list[int]:
@@ -88,7 +106,7 @@ class LocalCluster:
             "--dashboard-agent-grpc-port", str(free_port()),
             "--dashboard-agent-listen-port", str(free_port()),
         ]  # fmt: skip
-        base = free_port() + 1000
+        base = worker_port_base()
         cmd = [RAY, "start", "--block", "--disable-usage-stats", "--node-ip-address", "127.0.0.1",
                "--object-store-memory", str(80 * 2**20), "--min-worker-port", str(base),
                "--max-worker-port", str(base + 200), *ports, *args]  # fmt: skip
