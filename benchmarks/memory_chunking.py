@@ -42,15 +42,25 @@ print(json.dumps({"peak_gb": peak, "seconds": seconds, "checksum": values.double
 """
 
 
-def measure(population: int, budget: float) -> dict:
+def measure(population: int, budget: float) -> dict | None:
+    """The child's figures, or None when the kernel killed it for memory (SIGKILL)."""
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(population), str(budget)],
         capture_output=True,
         text=True,
-        check=True,
         env=os.environ,
     )
+    if done.returncode == -9:
+        return None
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(name: str, figures: dict | None) -> str:
+    if figures is None:
+        return f"| {name} | killed: out of memory | - |"
+    return f"| {name} | {figures['peak_gb']:.2f} | {figures['seconds']:.2f} |"
 
 
 def main() -> None:
@@ -58,15 +68,16 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=100_000)
     parser.add_argument("--max-memory-gb", type=float, default=2.0)
     args = parser.parse_args()
-    one = measure(args.population, 0)
     chunked = measure(args.population, args.max_memory_gb)
-    print(f"P = {args.population:,}, digits, 64-32-10 MLP, one thread")
+    one = measure(args.population, 0)
+    print(f"P = {args.population:,}, digits, 64-32-10 MLP, one thread, {os.cpu_count()} cores")
     print("| evaluation | peak RSS (GB) | seconds |")
     print("|---|---:|---:|")
-    print(f"| one batched pass | {one['peak_gb']:.2f} | {one['seconds']:.2f} |")
-    print(f"| chunks of <= {args.max_memory_gb:g} GB | {chunked['peak_gb']:.2f} | {chunked['seconds']:.2f} |")
-    same = one["checksum"] == chunked["checksum"] and one["first"] == chunked["first"]
-    print(f"fitness identical: {same}")
+    print(_row("one batched pass", one))
+    print(_row(f"chunks of <= {args.max_memory_gb:g} GB", chunked))
+    if one is not None and chunked is not None:
+        same = one["checksum"] == chunked["checksum"] and one["first"] == chunked["first"]
+        print(f"fitness identical: {same}")
 
 
 if __name__ == "__main__":
