@@ -455,13 +455,58 @@ def test_a_python_run_says_what_resume_needs(tmp_path):
     from neuroevo.tasks import XOR
 
     net = PopulationMLP([2, 3, 1], output_activation="sigmoid")
+    centre = torch.full((net.num_params,), 0.5)  # a custom start no config can state
     evolve(
-        GA(net.num_params, 20, truncation=5, init=net.init_params),
+        GA(net.num_params, 20, truncation=5, init=lambda generator: centre.clone()),
         net,
         XOR(),
         generations=2,
         run_dir=tmp_path / "p",
     )
+    assert not (tmp_path / "p" / "config.toml").exists()
+    assert "no config.toml: the strategy differs" in (tmp_path / "p" / "run.log").read_text()
     done = _cli("resume", tmp_path / "p")
     assert done.returncode == 2 and "started from Python" in done.stderr and "resume=True" in done.stderr
     assert _cli("best", tmp_path / "p").returncode == 0
+
+
+def _python_objects(kind: str, seed: int):
+    """(strategy, network, task) built in Python from registered classes, as a user would."""
+    from neuroevo.nn import NEATPhenotype, PopulationMLP
+    from neuroevo.strategies import GA, NEAT, OpenES
+    from neuroevo.tasks import XOR, Digits
+
+    if kind == "openes":
+        task, net = Digits(batch_size=256, seed=seed), PopulationMLP([64, 16, 10], activation="tanh")
+        return OpenES(net.num_params, 16, init=net.init_params, sigma=0.05, seed=seed), net, task
+    if kind == "ga":
+        net = PopulationMLP([2, 4, 1], output_activation="sigmoid")
+        return GA(net.num_params, 24, truncation=6, init=net.init_params, seed=seed), net, XOR(seed=seed)
+    return NEAT(2, 1, 40, seed=seed), NEATPhenotype(2, 1), XOR(seed=seed)
+
+
+@pytest.mark.parametrize("kind", ["openes", "ga", "neat"])
+def test_a_python_run_of_registered_objects_resumes_from_the_cli(tmp_path, kind):
+    """Its config.toml is written, and `neuroevo resume` continues it bit-identically."""
+    from neuroevo.runtime import evolve
+
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    evolve(*_python_objects(kind, 3), generations=6, run_dir=whole, checkpoint_every=3)
+    evolve(*_python_objects(kind, 3), generations=3, run_dir=part, checkpoint_every=3)
+    config = (part / "config.toml").read_text()
+    assert "seed = 3" in config and "generations = 3" in config
+    done = _cli("resume", part, "--generations", 6, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert _deterministic(part) == _deterministic(whole)
+    assert _folder_bytes(part / "best") == _folder_bytes(whole / "best")
+
+
+def test_a_python_run_with_a_task_seed_of_its_own_writes_no_config(tmp_path):
+    from neuroevo.runtime import evolve
+
+    strategy, net, _ = _python_objects("ga", 1)
+    from neuroevo.tasks import XOR
+
+    evolve(strategy, net, XOR(seed=2), generations=1, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r" / "config.toml").exists()
+    assert "task's seed 2 differs from the strategy's 1" in (tmp_path / "r" / "run.log").read_text()

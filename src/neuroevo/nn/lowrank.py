@@ -52,7 +52,7 @@ from neuroevo.core.contracts import PopulationKind
 from neuroevo.nn.activations import apply_mixed, get_activation
 from neuroevo.nn.adapter import ModuleAdapter
 from neuroevo.nn.mlp import PopulationMLP
-from neuroevo.nn.networks import MLPParams, build_mlp, register_network
+from neuroevo.nn.networks import MLPParams, build_mlp, mlp_config, register_network
 
 Slot = tuple[int, int, int]  # (offset, rows, cols)
 
@@ -308,6 +308,7 @@ register_network(
     from_spec=None,  # a saved member is a plain mlp: its spec says type = "mlp"
     runs=(PopulationKind.FLAT, PopulationKind.LOWRANK),
     description="an mlp that also runs EGGROLL's low-rank populations",
+    config_of=lambda net: mlp_config(net.mlp) if type(net) is EggrollMLP else None,
 )
 
 

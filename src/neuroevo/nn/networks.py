@@ -46,6 +46,9 @@ class NetworkEntry:
     runs: frozenset[PopulationKind] = frozenset({PopulationKind.FLAT})
     description: str = ""
     needs: frozenset[Capability] = frozenset({Capability.INPUTS})
+    #: the config keys that rebuild a phenotype of this type (None: not this type, or not expressible);
+    #: lets a run started from Python write its ``config.toml`` (``neuroevo.runtime.describe``)
+    config_of: Callable[[Any], dict[str, Any] | None] | None = None
 
 
 def _plugin_network(name: str, obj: object) -> NetworkEntry:
@@ -67,17 +70,18 @@ def register_network(
     runs: Iterable[PopulationKind] = (PopulationKind.FLAT,),
     description: str = "",
     needs: Iterable[Capability] = (Capability.INPUTS,),
+    config_of: Callable[[Any], dict[str, Any] | None] | None = None,
     overwrite: bool = False,
 ) -> NetworkEntry:
     """Make a network type available in configs as ``[network] type = name``.
 
     ``runs`` lists the population kinds it can run; ``needs`` what the task must provide
     (network inputs, by default); ``from_spec`` rebuilds a saved one (``None``: its members
-    can be loaded as weights only).
+    can be loaded as weights only); ``config_of`` gives the keys that rebuild a phenotype.
     """
     kinds = frozenset(PopulationKind(k) for k in runs)
     entry = NetworkEntry(
-        name, params, build, from_spec, kinds, description, frozenset(map(Capability, needs))
+        name, params, build, from_spec, kinds, description, frozenset(map(Capability, needs)), config_of
     )
     return NETWORKS.register(name, entry, overwrite=overwrite)
 
@@ -154,6 +158,22 @@ def build_mlp(
     )
 
 
+def mlp_config(net: Any) -> dict[str, Any] | None:
+    """``[network]`` keys of a ``PopulationMLP`` (output activation included: it is then explicit)."""
+    if type(net) is not PopulationMLP:
+        return None
+    hidden_acts = net.activations[:-1]
+    same = all(a == hidden_acts[0] and isinstance(a, str) for a in hidden_acts)
+    return {
+        "hidden": list(net.layer_sizes[1:-1]),
+        "activation": hidden_acts[0] if same else list(hidden_acts),
+        "output_activation": net.activations[-1],
+        "bias": net.bias,
+        "init": net.init_spec,
+        "bias_init": net.bias_init_spec,
+    }
+
+
 class VectorParams(NetworkParams):
     dimension: int = Field(0, ge=0, description="length of the searched vector; 0 = take it from the task")
     init_std: float = Field(1.0, ge=0, description="members start at N(0, init_std^2)")
@@ -211,6 +231,7 @@ register_network(
     build_mlp,
     from_spec=PopulationMLP.from_spec,
     description="fully connected layers, per-layer or per-neuron activations (PopulationMLP)",
+    config_of=mlp_config,
 )
 register_network(
     "vector",
@@ -219,4 +240,7 @@ register_network(
     from_spec=VectorPhenotype.from_spec,
     description="no network: black-box optimisation of a parameter vector",
     needs=(Capability.PARAMETERS,),
+    config_of=lambda net: (
+        {"dimension": net.num_params, "init_std": net.init_std} if type(net) is VectorPhenotype else None
+    ),
 )

@@ -147,6 +147,22 @@ def evolve(
     run = run_dir if isinstance(run_dir, RunDir) or run_dir is None else RunDir(run_dir)
     recorder = _Recorder(run, keep_checkpoints, tensorboard)
     ledger, metrics = recorder.start(strategy, task, resume=resume, overwrite=overwrite)
+    if run is not None and not resume and not run.config_written:
+        from neuroevo.runtime.describe import run_keys_of
+
+        keys = run_keys_of(
+            executor,
+            name=run.path.name,
+            generations=generations,
+            target_fitness=target_fitness,
+            time_budget_s=time_budget,
+            checkpoint_every=checkpoint_every or 10,
+            keep_checkpoints=keep_checkpoints,
+            validate_every=validate_every,
+            progress=progress,
+            tensorboard=tensorboard,
+        )
+        recorder.describe(strategy, phenotype, task, keys)
     clock = _Clock(ledger.elapsed)
     bar = _Progress(generations, strategy.generation) if progress else _NoProgress()
     stop_reason = ""
@@ -341,6 +357,23 @@ class _Recorder:
             strategy.generation, f"resumed from the checkpoint of generation {strategy.generation}"
         )
         return ledger, run.truncate_metrics(strategy.generation)
+
+    def describe(self, strategy: Any, phenotype: Any, task: Any, run_keys: dict[str, Any]) -> None:
+        """A Python run's ``config.toml`` when its objects came from registered names; else run.log says why.
+
+        See ``neuroevo.runtime.describe``: written only when the config rebuilds the same objects.
+        """
+        import tomli_w
+
+        from neuroevo.runtime import logging as runlog
+        from neuroevo.runtime.describe import describe_run
+
+        tables, why = describe_run(strategy, phenotype, task, run_keys)
+        if tables is None:
+            self.run.forget_config()
+            runlog.LOGGER.info("no config.toml: %s; resume from Python with evolve(..., resume=True)", why)
+            return
+        self.run.write_config(tomli_w.dumps(tables))
 
     def _open_logs(self, generation: int, event: str) -> None:
         from neuroevo.runtime import logging as runlog

@@ -34,6 +34,8 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
         self.report = self.path / "report"
+        #: set when this object wrote ``config.toml`` (the CLI); a Python run then describes itself
+        self.config_written = False
 
     # -- creation and checks ------------------------------------------------------------------
     def create(self, config_text: str, *, overwrite: bool = False) -> None:
@@ -68,6 +70,12 @@ class RunDir:
         """The resolved config, as ``config.toml`` and as the reference a resume compares edits with."""
         atomic_write_text(self.config, config_text)
         atomic_write_text(self.reference_config, config_text)
+        self.config_written = True
+
+    def forget_config(self) -> None:
+        """Remove a ``config.toml`` left by an earlier run (it would describe another run)."""
+        self.config.unlink(missing_ok=True)
+        self.reference_config.unlink(missing_ok=True)
 
     def finished(self, generations: int | None, target: float | None, budget: float | None) -> str:
         """Why the newest checkpoint already meets a stop condition ('' when it does not)."""

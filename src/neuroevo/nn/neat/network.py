@@ -52,6 +52,14 @@ def build_neat(
     )
 
 
+def neat_config(net: Any) -> dict[str, Any] | None:
+    """``[network]`` keys of a ``NEATPhenotype`` (a run started from Python writes them)."""
+    if type(net) is not NEATPhenotype:
+        return None
+    keys = {"recurrent_steps": net.recurrent_steps, "stateful": net.stateful, "chunk_size": net.chunk_size}
+    return keys if net.output_activation is None else {**keys, "output_activation": net.output_activation}
+
+
 register_network(
     "neat",
     NEATNetworkParams,
@@ -59,6 +67,7 @@ register_network(
     from_spec=NEATPhenotype.from_spec,
     runs=(PopulationKind.NEAT,),
     description="NEAT genomes compiled to padded tensors (topology evolves)",
+    config_of=neat_config,
 )
 
-__all__ = ["NEATNetworkParams", "build_neat"]
+__all__ = ["NEATNetworkParams", "build_neat", "neat_config"]
