@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(PIP) -e '.[dev,ray,report,tensorboard,pandas]'
+	$(PIP) -e '.[dev,ray,report,tensorboard,pandas,mujoco]'
 	touch $@
 
 $(VENV)/.docs-installed: $(VENV)/.installed
