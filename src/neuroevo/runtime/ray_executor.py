@@ -18,10 +18,13 @@ continues from. Connecting fails within ``connect_timeout_s`` with a one-line
 ``ConfigError`` (CLI exit 2): Ray not installed, an address that does not answer, a cluster
 without the requested CPUs/GPUs, a Ray version different from the cluster's.
 
-What crosses the wire: for OpenES (the ``RegeneratesMembers`` hook) the centre once per
-generation through the object store and each shard's member range; the workers rebuild
-their rows from the counter-based keys. Every other population goes as its shard (flat
-rows, NEAT genome tensors, EGGROLL's low-rank factors). See docs/scaling.md.
+What crosses the wire: for OpenES and the seed-chain GA (the ``RegeneratesMembers`` hook) the
+recipe once per generation through the object store (OpenES: the centre; Deep GA: the seed
+chains as a trie, and its initialiser once per run, ``shared``) and each shard's member range;
+the workers rebuild their rows from the counter-based keys. The recipe stays noted while the
+same population is evaluated again (Deep GA's elite re-evaluation streams). Every other
+population goes as its shard (flat rows, NEAT genome tensors, EGGROLL's low-rank factors).
+See docs/scaling.md.
 
 PBT's sequential mode (a task with the ``TrainsMembersApart`` hook: ``PBTSequential``) runs its
 members on the actors instead: each actor holds the task's ``MemberProgram`` once (the user's
@@ -45,7 +48,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -128,6 +131,7 @@ class _Worker:
         memory.keep_freed_memory()  # the malloc tuning evolve() applies in the driver, here too
         self.task, self.phenotype = task, phenotype
         self.version = -1
+        self._shared: tuple[str, Any] = ("", None)  # a recipe's run-long part (Deep GA's initialiser)
         self.members: dict[int, Any] = {}  # PBT sequential: the resident members and their snapshots
         self.saved: dict[int, Any] = {}
 
@@ -156,6 +160,11 @@ class _Worker:
             import ray
 
             recipe = ray.get(shard.recipe) if isinstance(shard.recipe, ray.ObjectRef) else shard.recipe
+            shared = getattr(recipe, "shared", None)
+            if isinstance(shared, ray.ObjectRef):  # a run-long part, fetched once per actor
+                if self._shared[0] != shared.hex():
+                    self._shared = (shared.hex(), ray.get(shared))
+                recipe = replace(recipe, shared=self._shared[1])
             shard = recipe.rows(shard.start, shard.stop)
         result = evaluate_shard(self.task, self.phenotype, shard, generation, stream)
         return result, time.perf_counter() - t0
@@ -236,6 +245,7 @@ class RayExecutor:
         self.timeout, self.start_timeout = float(connect_timeout_s), float(start_timeout_s)
         self.worker_failures = 0
         self.bytes_out = self.bytes_in = 0
+        self._bytes_generation = -1
         self._actors: list[Any] = []
         self._versions: list[int] = []
         self._state_hash: bytes | None = None
@@ -246,6 +256,7 @@ class RayExecutor:
         self._sent_state_bytes = self._state_bytes = 0
         self.pids: list[int] = []
         self._recipe: tuple[Any, Any] = (None, None)
+        self._shared_refs: dict[int, tuple[Any, Any]] = {}
         self._home: list[int] = []  # PBT sequential: the actor each member lives on
         self._resident: list[bool] = []  # ... and whether it holds the member's current state
         self._revision = -1
@@ -303,6 +314,7 @@ class RayExecutor:
         self._bound = (id(task), id(phenotype))
         self._state_hash = None
         self._home, self._resident = [], []
+        self._bytes_generation = -1
 
     def _refs(self, task: Any, phenotype: Any) -> tuple[Any, Any]:
         """The task (a ``TrainsMembersApart`` task: its member program) and phenotype, in the object
@@ -361,19 +373,28 @@ class RayExecutor:
         self._ship_state(task)
         size = population_size(population)
         bounds = shard_bounds(size, len(self.live()) or 1)
-        noted, recipe = self._recipe
-        self._recipe = (None, None)
+        noted, recipe = self._recipe  # kept while the same population is evaluated (re-evaluation streams)
         if recipe is not None and noted is population and len(recipe) == size:
-            ref = self.ray.put(recipe)  # once per generation: the centre; members are keys
+            shared, shared_bytes = self._shared(recipe)
+            if shared is not None:
+                recipe = replace(recipe, shared=shared)
+            ref = self.ray.put(recipe)  # once per generation: the centre or the seeds; members are keys
             shards: list[Any] = [_Rows(ref, a, b) for a, b in bounds]
-            sent = nbytes(recipe) + 16 * len(bounds)
+            sent = nbytes(recipe) + 16 * len(bounds) + shared_bytes
         else:
             shards = [take(population, a, b) for a, b in bounds]
             sent = sum(nbytes(s) for s in shards)
+        self._count(generation, sent + self._sent_state_bytes, 0)
         parts = self._run(shards, generation, stream)
-        self.bytes_out = sent + self._sent_state_bytes
-        self.bytes_in = sum(nbytes(p.results) for p in parts)
+        self._count(generation, 0, sum(nbytes(p.results) for p in parts))
         return merge_shards(task, parts, generation, stream)
+
+    def _count(self, generation: int, out: int, back: int) -> None:
+        """Add payload bytes to this generation's counts (every evaluation of it: re-evaluations too)."""
+        if generation != self._bytes_generation:
+            self._bytes_generation, self.bytes_out, self.bytes_in = generation, 0, 0
+        self.bytes_out += out
+        self.bytes_in += back
 
     # -- PBT sequential: members resident on the actors ------------------------------------------------
     def _train_members(self, task: Any, population: Any, generation: int) -> Fitness:
@@ -401,9 +422,9 @@ class RayExecutor:
             elif not self._resident[i]:
                 job.restore = task.saved[i]  # None: a fresh member
         drops = {a: None if fresh else [j.member for j in jobs if not self._resident[j.member]] for a in live}
-        self.bytes_out = sum(nbytes(j.restore) + 8 * len(j.hyperparams) for j in jobs)
+        self._count(generation, sum(nbytes(j.restore) + 8 * len(j.hyperparams) for j in jobs), 0)
         outcomes = self._run_members(task, jobs, drops, generation)
-        self.bytes_in = sum(nbytes(o.snapshot) + 16 for o in outcomes)
+        self._count(generation, 0, sum(nbytes(o.snapshot) + 16 for o in outcomes))
         for o in outcomes:
             self._resident[o.member] = True
         return task.end_interval(population, outcomes)
@@ -442,7 +463,7 @@ class RayExecutor:
                     moved.setdefault(target, []).append(job)
                 for target, part in moved.items():
                     drop = [j.member for j in part]
-                    self.bytes_out += sum(nbytes(j.restore) for j in part)
+                    self._count(generation, sum(nbytes(j.restore) for j in part), 0)
                     pending[self._actors[target].train.remote(part, drop)] = (target, part)
             except ray.exceptions.RayTaskError as exc:  # a member's step raised on the worker
                 cause = getattr(exc, "cause", None)
@@ -454,8 +475,20 @@ class RayExecutor:
         return (errors.RayActorError, errors.ObjectLostError, errors.NodeDiedError, errors.WorkerCrashedError)
 
     def note_recipe(self, population: Any, recipe: Any) -> None:
-        """The ``TakesMemberRecipes`` hook: the next ``evaluate`` of ``population`` sends ``recipe``."""
+        """The ``TakesMemberRecipes`` hook: the evaluations of ``population`` send ``recipe``."""
         self._recipe = (population, recipe)
+
+    def _shared(self, recipe: Any) -> tuple[Any, int]:
+        """A recipe's run-long part (``shared``: Deep GA's initialiser) in the object store once;
+        its reference and the bytes sent now (its pickle, the first time only)."""
+        shared = getattr(recipe, "shared", None)
+        if shared is None:
+            return None, 0
+        kept = self._shared_refs.get(id(shared))
+        if kept is not None and kept[0] is shared:
+            return kept[1], 0
+        self._shared_refs = {id(shared): (shared, self.ray.put(shared))}
+        return self._shared_refs[id(shared)][1], len(self.ray.cloudpickle.dumps(shared))
 
     def generation_stats(self) -> dict[str, float]:
         """Counters for this generation's metrics line: failures so far and the payload bytes."""
