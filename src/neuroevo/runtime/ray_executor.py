@@ -255,7 +255,7 @@ class RayExecutor:
         self._started_ray = False
         self._sent_state_bytes = self._state_bytes = 0
         self.pids: list[int] = []
-        self._recipe: tuple[Any, Any] = (None, None)
+        self._recipe: tuple[Any, Any, int | None] = (None, None, None)
         self._shared_refs: dict[int, tuple[Any, Any]] = {}
         self._home: list[int] = []  # PBT sequential: the actor each member lives on
         self._resident: list[bool] = []  # ... and whether it holds the member's current state
@@ -373,8 +373,10 @@ class RayExecutor:
         self._ship_state(task)
         size = population_size(population)
         bounds = shard_bounds(size, len(self.live()) or 1)
-        noted, recipe = self._recipe  # kept while the same population is evaluated (re-evaluation streams)
-        if recipe is not None and noted is population and len(recipe) == size:
+        noted, recipe, used_at = self._recipe  # kept for the re-evaluation streams of this generation
+        fits = recipe is not None and noted is population and len(recipe) == size
+        if fits and used_at in (None, generation):
+            self._recipe = (noted, recipe, generation)
             shared, shared_bytes = self._shared(recipe)
             if shared is not None:
                 recipe = replace(recipe, shared=shared)
@@ -476,7 +478,7 @@ class RayExecutor:
 
     def note_recipe(self, population: Any, recipe: Any) -> None:
         """The ``TakesMemberRecipes`` hook: the evaluations of ``population`` send ``recipe``."""
-        self._recipe = (population, recipe)
+        self._recipe = (population, recipe, None)
 
     def _shared(self, recipe: Any) -> tuple[Any, int]:
         """A recipe's run-long part (``shared``: Deep GA's initialiser) in the object store once;
