@@ -22,7 +22,7 @@ import torch.nn.functional as F
 ray = pytest.importorskip("ray")
 
 from neuroevo.core import random as nrandom  # noqa: E402
-from neuroevo.core.errors import ConfigError  # noqa: E402
+from neuroevo.core.errors import ConfigError, FitnessEvaluationError  # noqa: E402
 from neuroevo.runtime import TIMING_FIELDS, evolve  # noqa: E402
 from neuroevo.runtime.ray_executor import RayExecutor, nbytes  # noqa: E402
 from neuroevo.runtime.rundir import RunDir  # noqa: E402
@@ -41,14 +41,15 @@ class Iris:
     """The step and evaluate of every member, holding the data set: it reaches each actor once.
 
     A member is an MLP with batch normalisation (buffers: ``torch.func`` stacking does not take
-    it, nor does ``trainable_module``) and its SGD optimiser; ``kill_at``: the first
+    it, nor does ``trainable_module``) and its SGD optimiser; ``fail``: the step of that
+    (generation, member) raises; ``kill_at``: the first
     worker process (never the driver) to step in that generation SIGKILLs itself, once.
     """
 
-    def __init__(self, kill_at: int = -1, marker: str = ""):
+    def __init__(self, kill_at: int = -1, marker: str = "", fail: tuple[int, int] = (-1, -1)):
         data = PBTSupervised(dataset="iris", seed=SEED).data
         self.x, self.y, self.x_val, self.y_val = data.x_train, data.y_train, data.x_val, data.y_val
-        self.kill_at, self.marker, self.driver = kill_at, marker, os.getpid()
+        self.kill_at, self.marker, self.driver, self.fail = kill_at, marker, os.getpid(), fail
 
     def init(self, member: int, generator: torch.Generator) -> dict[str, Any]:
         with torch.random.fork_rng():
@@ -58,14 +59,16 @@ class Iris:
             )
         return {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)}
 
-    def data(self, generation: int, step: int, member: int) -> tuple[int, torch.Tensor]:
+    def data(self, generation: int, step: int, member: int) -> tuple[int, int, torch.Tensor]:
         gen = nrandom.member_generator(SEED, generation * 1000 + step, member, "batch")
-        return generation, torch.randint(self.x.shape[0], (BATCH,), generator=gen)
+        return generation, member, torch.randint(self.x.shape[0], (BATCH,), generator=gen)
 
     def step(
-        self, state: dict[str, Any], hyperparams: dict[str, Any], data: tuple[int, torch.Tensor]
+        self, state: dict[str, Any], hyperparams: dict[str, Any], data: tuple[int, int, torch.Tensor]
     ) -> float:
-        generation, idx = data
+        generation, member, idx = data
+        if (generation, member) == self.fail:
+            raise FloatingPointError("diverged")
         if generation == self.kill_at and os.getpid() != self.driver:
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -88,9 +91,10 @@ class Iris:
         return value
 
 
-def _task(kill_at: int = -1, marker: str = "") -> PBTSequential:
-    iris = Iris(kill_at, marker)
-    return PBTSequential(iris.init, iris.step, iris.evaluate, data=iris.data, seed=SEED)
+def _task(kill_at: int = -1, marker: str = "", **kw: Any) -> PBTSequential:
+    """``kw``: ``fail`` for ``Iris``, ``member_errors`` for the task."""
+    iris = Iris(kill_at, marker, fail=kw.pop("fail", (-1, -1)))
+    return PBTSequential(iris.init, iris.step, iris.evaluate, data=iris.data, seed=SEED, **kw)
 
 
 def _pbt() -> PBT:
@@ -187,6 +191,18 @@ def test_vectorised_pbt_stays_refused_on_ray(executor: RayExecutor) -> None:
     with pytest.raises(ConfigError, match="run.executor = 'ray': strategy 'pbt'") as info:
         validate_config(data)
     assert "\n" not in str(info.value)
+
+
+def test_a_failing_member_fails_alone_on_its_actor(executor: RayExecutor, tmp_path: Path) -> None:
+    """``member_errors = "nan"``: member 4 raises in generation 2, gets NaN and goes back to its
+    saved state on its actor, as it does locally; ``"raise"`` stops the run with the error."""
+    local, _ = _run(tmp_path / "local", task=_task(fail=(2, 4), member_errors="nan"))
+    remote, _ = _run(tmp_path / "ray", executor, task=_task(fail=(2, 4), member_errors="nan"))
+    assert [m["failed_members"] for m in local.metrics] == [0, 0, 1, 0, 0, 0]
+    assert _strip(remote.metrics) == _strip(local.metrics)
+    assert _files(tmp_path / "ray") == _files(tmp_path / "local")
+    with pytest.raises(FitnessEvaluationError, match="generation 2: .*FloatingPointError: diverged"):
+        _run(tmp_path / "raise", executor, task=_task(fail=(2, 4)))
 
 
 def test_a_killed_worker_has_its_members_rebuilt(executor: RayExecutor, tmp_path: Path) -> None:
