@@ -240,3 +240,43 @@ def test_seed_chain_ga_solves_cartpole_like_the_plain_ga(seed):
 
         elite = evolve_elite(strategy, task, net, 30, stop=solved)
         assert solved(elite), cls.name
+
+
+def test_members_as_seeds_rebuild_the_asked_rows_and_candidates():
+    """``member_recipe()`` (the trie of seed chains) rebuilds ``ask()``'s rows bit for bit, in any
+    range; likewise the elite candidates of the re-evaluation."""
+    from neuroevo.core.contracts import RegeneratesMembers
+    from neuroevo.runtime.ray_executor import nbytes
+
+    ga = make(population_size=40, truncation=6)
+    assert isinstance(ga, RegeneratesMembers)
+    shared = ga.member_recipe().shared
+    for g in range(8):
+        pop = ga.ask()
+        recipe = ga.member_recipe()
+        assert recipe.shared is shared  # the run-long part: one object, sent once
+        assert len(recipe) == 40 and torch.equal(recipe.rows(0, 40), pop)
+        assert torch.equal(recipe.rows(13, 29), pop[13:29])
+        chains, _ = recipe.chains(0, 40)
+        assert chains == ga.chains
+        ga.tell(noisy_fitness(pop, g))
+        candidates, streams = ga.reevaluation_request()
+        assert torch.equal(ga.reevaluation_recipe().rows(0, len(candidates)), candidates)
+        ga.tell_reevaluation(
+            torch.stack([noisy_fitness(candidates, g, s) for s in range(1, streams + 1)]).mean(0)
+        )
+    # the trie holds each shared ancestor once: far fewer nodes than members x chain length, and
+    # its bytes (24 per node, 8 per member) do not grow with the network
+    nodes = recipe.seed.numel()
+    assert nodes < 40 * 8 / 2 and nbytes(recipe) == 24 * nodes + 8 * 40
+
+
+def test_seeds_beyond_63_bits_survive_the_trie():
+    from neuroevo.strategies.deep_ga import SeedChainInit, SeedChainMembers
+
+    init = SeedChainInit(None, 7, 0.1, torch.float32)
+    chains, powers = [[2**64 - 5, 3], [2**64 - 5, 2**63 + 1]], [[0.5], [0.25]]
+    recipe = SeedChainMembers.of(chains, powers, init)
+    assert recipe.chains(0, 2) == (chains, powers) and recipe.seed.numel() == 3
+    expected = reconstruct_many(chains, powers, None, 7, init_std=0.1)
+    assert torch.equal(recipe.rows(0, 2), expected)

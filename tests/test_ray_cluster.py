@@ -90,6 +90,28 @@ def test_two_nodes_give_the_local_metrics(cluster: LocalCluster, case: str) -> N
     assert all(m["worker_failures"] == 0 and m["bytes_out"] > 0 and m["bytes_in"] > 0 for m in remote.metrics)
 
 
+def test_seed_chain_ga_sends_seeds_not_rows(cluster: LocalCluster, monkeypatch) -> None:
+    """Deep GA on two nodes: the seed chains (and the initialiser once) go out instead of the rows,
+    with the local metrics; the same run sending rows moves far more bytes."""
+    from neuroevo.strategies.deep_ga import SeedGA
+
+    data = _data("seed_ga", {"name": "xor"}, 200)
+    data["network"]["hidden"] = [64, 64]  # 4,417 weights a member
+    data["strategy"].update(reeval_streams=2, elite_candidates=5)
+    local = _run(data, 4)
+    with RayExecutor(cluster.address, workers=2) as executor:
+        seeds = _run(data, 4, executor)
+        monkeypatch.setattr(SeedGA, "member_recipe", lambda self: None)
+        monkeypatch.setattr(SeedGA, "reevaluation_recipe", lambda self: None)
+        rows = _run(data, 4, executor)
+    assert _strip(seeds.metrics) == _strip(local.metrics) == _strip(rows.metrics)
+    row_bytes = 4 * 4417 * (200 + 2 * 5)  # the population and the candidates of 2 streams, float32
+    for s, r in zip(seeds.metrics, rows.metrics, strict=True):
+        assert r["bytes_out"] >= row_bytes and s["bytes_out"] < r["bytes_out"] / 50
+        assert s["bytes_in"] == r["bytes_in"]
+    print("bytes out per generation: seeds", [m["bytes_out"] for m in seeds.metrics], "rows", row_bytes)
+
+
 def _kill_once_task(tmp_path: Path, kill_at: int) -> KillOnce:
     return KillOnce(str(tmp_path / "killed"), kill_at, env="CartPole-v1", episodes=2, eval_episodes=2)
 

@@ -126,6 +126,16 @@ def test_openes_members_rebuilt_from_keys_are_the_asked_rows(antithetic: bool) -
     assert executor.rebuilt == 3
 
 
+def test_seed_chain_ga_members_and_elite_candidates_go_as_seeds() -> None:
+    """Deep GA's population and its elite candidates (every re-evaluation stream) are rebuilt
+    from their seed chains on the shards, with the local executor's metrics."""
+    data = _config("seed_ga", "mlp", {"name": "xor"}, 3)
+    data["strategy"].update(population_size=160, reeval_streams=2, elite_candidates=5)
+    executor = ShardedInProcess(3)
+    assert _metrics(data, executor, 3) == _metrics(data, LocalExecutor(), 3)
+    assert executor.rebuilt == 3 * (1 + 2)
+
+
 def _toml(tmp_path: Path, run: dict[str, Any]) -> Path:
     import tomli_w
 

@@ -205,7 +205,8 @@ def validate_config(data: dict[str, Any]) -> Config:
     return config
 
 
-#: population kinds the Ray executor can split into shards (PBT's members live in their task)
+#: population kinds the Ray executor can split into shards (PBT's members live in their task; the
+#: sequential task, ``PBTSequential``, is Python only and trains its members on Ray actors)
 SHARDABLE_KINDS = frozenset({PopulationKind.FLAT, PopulationKind.LOWRANK, PopulationKind.NEAT})
 
 
@@ -224,7 +225,7 @@ def check_pairing(config: Config) -> None:
     if config.run.executor == "ray" and kind not in SHARDABLE_KINDS:
         raise ConfigError(
             f"run.executor = 'ray': {strategy} trains its members in one process (its task holds the "
-            "stacked models); allowed: executor = 'local'"
+            "stacked models); allowed: executor = 'local' (PBTSequential, from Python, trains on Ray)"
         )
     if kind not in entry.runs:
         allowed = [name for name, e in NETWORKS.items() if kind in e.runs]

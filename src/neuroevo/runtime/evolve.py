@@ -310,6 +310,9 @@ def _reevaluate(
     if wanted is None:
         return {}, 0
     candidates, streams = wanted
+    recipe = getattr(strategy, "reevaluation_recipe", None)
+    if isinstance(executor, TakesMemberRecipes) and callable(recipe):
+        executor.note_recipe(candidates, recipe())  # the candidates' keys on the wire, every stream
     total, count = None, 0
     for stream in range(1, int(streams) + 1):
         values = _evaluate(executor, task, phenotype, candidates, generation, stream).values.to(torch.float64)

@@ -18,21 +18,38 @@ continues from. Connecting fails within ``connect_timeout_s`` with a one-line
 ``ConfigError`` (CLI exit 2): Ray not installed, an address that does not answer, a cluster
 without the requested CPUs/GPUs, a Ray version different from the cluster's.
 
-What crosses the wire: for OpenES (the ``RegeneratesMembers`` hook) the centre once per
-generation through the object store and each shard's member range; the workers rebuild
-their rows from the counter-based keys. Every other population goes as its shard (flat
-rows, NEAT genome tensors, EGGROLL's low-rank factors). See docs/scaling.md.
+What crosses the wire: for OpenES and the seed-chain GA (the ``RegeneratesMembers`` hook) the
+recipe once per generation through the object store (OpenES: the centre; Deep GA: the seed
+chains as a trie, and its initialiser once per run, ``shared``) and each shard's member range;
+the workers rebuild their rows from the counter-based keys. The recipe stays noted while the
+same population is evaluated again (Deep GA's elite re-evaluation streams). Every other
+population goes as its shard (flat rows, NEAT genome tensors, EGGROLL's low-rank factors).
+See docs/scaling.md.
+
+PBT's sequential mode (a task with the ``TrainsMembersApart`` hook: ``PBTSequential``) runs its
+members on the actors instead: each actor holds the task's ``MemberProgram`` once (the user's
+init/step/evaluate and whatever data they hold, through the object store) and a fixed share of
+the members, resident (live modules and optimisers) between ready intervals. The driver keeps
+the PBT strategy and the task's saved snapshots (its checkpoint); each interval it sends every
+actor its members' jobs (hyperparameters, step counts) and only the snapshots a member must load:
+an exploited member's parent snapshot (none when the parent lives on the same actor), or the
+snapshot of a member rebuilt on another actor. Each member's new snapshot comes back (the
+checkpoint and the exploit sources live on the driver, as Ray Tune's PBT saves every trial at
+each perturbation). An actor that dies has its members rebuilt from those snapshots on the
+live actors and their interval re-run; the result is the local run's, bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
 import socket
 import time
-from dataclasses import dataclass, fields, is_dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -51,6 +68,26 @@ from neuroevo.runtime.executor import (
 
 class WorkersLostError(FitnessEvaluationError):
     """Every Ray actor died: the run stops; the last checkpoint is intact."""
+
+
+@runtime_checkable
+class TrainsMembersApart(Protocol):
+    """A task whose members train one by one, each a function of its own state (``PBTSequential``).
+
+    ``member_program()`` is what trains one member (no member state); ``begin_interval`` applies
+    the exploit copies to ``saved`` (the members' snapshots, the task's state) and returns the
+    jobs and ``{member: parent}``; ``end_interval`` takes the outcomes and returns the Fitness;
+    ``revision`` changes when ``load_state_dict`` replaces the snapshots.
+    """
+
+    saved: list[Any]
+    revision: int
+
+    def member_program(self) -> Any: ...
+
+    def begin_interval(self, population: Any, generation: int) -> tuple[list[Any], dict[int, int]]: ...
+
+    def end_interval(self, population: Any, outcomes: Sequence[Any]) -> Fitness: ...
 
 
 def _import_ray() -> Any:
@@ -94,6 +131,15 @@ class _Worker:
         memory.keep_freed_memory()  # the malloc tuning evolve() applies in the driver, here too
         self.task, self.phenotype = task, phenotype
         self.version = -1
+        self._shared: tuple[str, Any] = ("", None)  # a recipe's run-long part (Deep GA's initialiser)
+        self.members: dict[int, Any] = {}  # PBT sequential: the resident members and their snapshots
+        self.saved: dict[int, Any] = {}
+
+    def load(self, task: Any, phenotype: Any) -> int:
+        """Hold another task and phenotype (a new run on the same actors); forget the old members."""
+        self.task, self.phenotype, self.version = task, phenotype, -1
+        self.members, self.saved = {}, {}
+        return os.getpid()
 
     def pid(self) -> int:
         return os.getpid()
@@ -114,9 +160,46 @@ class _Worker:
             import ray
 
             recipe = ray.get(shard.recipe) if isinstance(shard.recipe, ray.ObjectRef) else shard.recipe
+            shared = getattr(recipe, "shared", None)
+            if isinstance(shared, ray.ObjectRef):  # a run-long part, fetched once per actor
+                if self._shared[0] != shared.hex():
+                    self._shared = (shared.hex(), ray.get(shared))
+                recipe = replace(recipe, shared=self._shared[1])
             shard = recipe.rows(shard.start, shard.stop)
         result = evaluate_shard(self.task, self.phenotype, shard, generation, stream)
         return result, time.perf_counter() - t0
+
+    def train(self, jobs: list[Any], drop: list[int] | None) -> tuple[list[Any], float]:
+        """PBT sequential: one ready interval of the members in ``jobs`` (``MemberProgram.run``).
+
+        ``drop``: members to forget first (None: all); a job's ``restore``/``copy_from`` snapshot
+        is loaded first, all copies at once (exploits are simultaneous); a member not held here
+        starts fresh from ``init``.
+        """
+        from neuroevo.tasks.pbt_sequential import _restore
+
+        t0 = time.perf_counter()
+        program = self.task
+        for m in list(self.members) if drop is None else drop:
+            self.members.pop(m, None)
+            self.saved.pop(m, None)
+        sources = {j.copy_from: self.saved[j.copy_from] for j in jobs if j.copy_from is not None}
+        for job in jobs:
+            snapshot = sources[job.copy_from] if job.copy_from is not None else job.restore
+            if snapshot is None:
+                continue
+            state = self.members.get(job.member)
+            state = program.fresh(job.member) if state is None else state
+            _restore(state, snapshot)
+            self.members[job.member], self.saved[job.member] = state, copy.deepcopy(snapshot)
+        outcomes = []
+        for job in jobs:
+            m = job.member
+            self.members[m], outcome = program.run(self.members.get(m), self.saved.get(m), job)
+            if outcome.snapshot is not None:
+                self.saved[m] = outcome.snapshot
+            outcomes.append(outcome)
+        return outcomes, time.perf_counter() - t0
 
 
 def _probe(address: str, timeout: float) -> None:
@@ -162,6 +245,7 @@ class RayExecutor:
         self.timeout, self.start_timeout = float(connect_timeout_s), float(start_timeout_s)
         self.worker_failures = 0
         self.bytes_out = self.bytes_in = 0
+        self._bytes_generation = -1
         self._actors: list[Any] = []
         self._versions: list[int] = []
         self._state_hash: bytes | None = None
@@ -171,7 +255,11 @@ class RayExecutor:
         self._started_ray = False
         self._sent_state_bytes = self._state_bytes = 0
         self.pids: list[int] = []
-        self._recipe: tuple[Any, Any] = (None, None)
+        self._recipe: tuple[Any, Any, int | None] = (None, None, None)
+        self._shared_refs: dict[int, tuple[Any, Any]] = {}
+        self._home: list[int] = []  # PBT sequential: the actor each member lives on
+        self._resident: list[bool] = []  # ... and whether it holds the member's current state
+        self._revision = -1
         self._connect(runtime_env)
 
     # -- connection and placement ------------------------------------------------------------------
@@ -217,16 +305,41 @@ class RayExecutor:
         a ``ConfigError`` if they cannot all start within ``start_timeout_s``."""
         if self._bound == (id(task), id(phenotype)):
             return
-        if self._actors:
-            self._kill_actors()
-        self._start_actors(task, phenotype)
+        if self._actors and len(self.live()) == self.workers:
+            self._reload_actors(task, phenotype)  # a new task on the live actors: no process start
+        else:
+            if self._actors:
+                self._kill_actors()
+            self._start_actors(task, phenotype)
         self._bound = (id(task), id(phenotype))
         self._state_hash = None
+        self._home, self._resident = [], []
+        self._bytes_generation = -1
+
+    def _refs(self, task: Any, phenotype: Any) -> tuple[Any, Any]:
+        """The task (a ``TrainsMembersApart`` task: its member program) and phenotype, in the object
+        store once per run: data sets included."""
+        payload = task.member_program() if isinstance(task, TrainsMembersApart) else task
+        return self.ray.put(payload), self.ray.put(phenotype)
+
+    def _reload_actors(self, task: Any, phenotype: Any) -> None:
+        task_ref, phenotype_ref = self._refs(task, phenotype)
+        pending = [a.load.remote(task_ref, phenotype_ref) for a in self._actors]
+        ready, _ = self.ray.wait(pending, num_returns=len(pending), timeout=self.start_timeout)
+        try:
+            self.ray.get(ready)
+        except self._lost_errors():
+            ready = []
+        if len(ready) < len(pending):  # an actor died meanwhile: start afresh
+            self._kill_actors()
+            self._start_actors(task, phenotype)
+            return
+        self._versions = [-1] * self.workers
 
     def _start_actors(self, task: Any, phenotype: Any) -> None:
         ray = self.ray
         remote = ray.remote(num_cpus=1, num_gpus=self.num_gpus, max_restarts=0, max_task_retries=0)(_Worker)
-        task_ref, phenotype_ref = ray.put(task), ray.put(phenotype)  # once per run: data sets included
+        task_ref, phenotype_ref = self._refs(task, phenotype)
         self._actors = [
             remote.options(scheduling_strategy="SPREAD").remote(self.threads, task_ref, phenotype_ref)
             for _ in range(self.workers)
@@ -247,27 +360,137 @@ class RayExecutor:
     def evaluate(
         self, task: Any, phenotype: Any, population: Any, generation: int, *, stream: int = 0
     ) -> Fitness:
+        from neuroevo.strategies.pbt.population import HyperparamPopulation
+
+        if isinstance(population, HyperparamPopulation):
+            if not isinstance(task, TrainsMembersApart):
+                raise ConfigError(
+                    f"executor = 'ray' with task {type(task).__name__}: a vectorised PBT task trains its "
+                    "stacked members in one process; allowed: executor = 'local', or PBTSequential"
+                )
+            return self._train_members(task, population, generation)
         self.start(task, phenotype)
         self._ship_state(task)
         size = population_size(population)
         bounds = shard_bounds(size, len(self.live()) or 1)
-        noted, recipe = self._recipe
-        self._recipe = (None, None)
-        if recipe is not None and noted is population and len(recipe) == size:
-            ref = self.ray.put(recipe)  # once per generation: the centre; members are keys
+        noted, recipe, used_at = self._recipe  # kept for the re-evaluation streams of this generation
+        fits = recipe is not None and noted is population and len(recipe) == size
+        if fits and used_at in (None, generation):
+            self._recipe = (noted, recipe, generation)
+            shared, shared_bytes = self._shared(recipe)
+            if shared is not None:
+                recipe = replace(recipe, shared=shared)
+            ref = self.ray.put(recipe)  # once per generation: the centre or the seeds; members are keys
             shards: list[Any] = [_Rows(ref, a, b) for a, b in bounds]
-            sent = nbytes(recipe) + 16 * len(bounds)
+            sent = nbytes(recipe) + 16 * len(bounds) + shared_bytes
         else:
             shards = [take(population, a, b) for a, b in bounds]
             sent = sum(nbytes(s) for s in shards)
+        self._count(generation, sent + self._sent_state_bytes, 0)
         parts = self._run(shards, generation, stream)
-        self.bytes_out = sent + self._sent_state_bytes
-        self.bytes_in = sum(nbytes(p.results) for p in parts)
+        self._count(generation, 0, sum(nbytes(p.results) for p in parts))
         return merge_shards(task, parts, generation, stream)
 
+    def _count(self, generation: int, out: int, back: int) -> None:
+        """Add payload bytes to this generation's counts (every evaluation of it: re-evaluations too)."""
+        if generation != self._bytes_generation:
+            self._bytes_generation, self.bytes_out, self.bytes_in = generation, 0, 0
+        self.bytes_out += out
+        self.bytes_in += back
+
+    # -- PBT sequential: members resident on the actors ------------------------------------------------
+    def _train_members(self, task: Any, population: Any, generation: int) -> Fitness:
+        """One ready interval of a ``TrainsMembersApart`` task's members on the actors (module doc)."""
+        self.start(task, None)
+        size = len(population)
+        live = self.live()
+        if not live:
+            raise WorkersLostError(f"generation {generation}: no Ray worker is left", generation)
+        fresh = self._revision != task.revision or len(self._home) != size
+        if fresh:  # contiguous blocks of members per actor; nothing held yet
+            bounds = shard_bounds(size, len(live), multiple=1)
+            self._home = [live[k] for k, (a, b) in enumerate(bounds) for _ in range(a, b)]
+            self._resident = [False] * size
+            self._revision = task.revision
+        jobs, copies = task.begin_interval(population, generation)
+        for job in jobs:
+            i = job.member
+            if i in copies:
+                parent = copies[i]
+                if self._resident[parent] and self._home[parent] == self._home[i]:
+                    job.copy_from = parent  # the actor holds the parent's snapshot already
+                else:
+                    job.restore = task.saved[i]  # the parent's snapshot, copied by begin_interval
+            elif not self._resident[i]:
+                job.restore = task.saved[i]  # None: a fresh member
+        drops = {a: None if fresh else [j.member for j in jobs if not self._resident[j.member]] for a in live}
+        self._count(generation, sum(nbytes(j.restore) + 8 * len(j.hyperparams) for j in jobs), 0)
+        outcomes = self._run_members(task, jobs, drops, generation)
+        self._count(generation, 0, sum(nbytes(o.snapshot) + 16 for o in outcomes))
+        for o in outcomes:
+            self._resident[o.member] = True
+        return task.end_interval(population, outcomes)
+
+    def _run_members(self, task: Any, jobs: list[Any], drops: dict[int, Any], generation: int) -> list[Any]:
+        """Each actor's jobs in one call; an actor that dies has its members rebuilt elsewhere."""
+        ray = self.ray
+        lost = self._lost_errors()
+        by_actor: dict[int, list[Any]] = {}
+        for job in jobs:
+            by_actor.setdefault(self._home[job.member], []).append(job)
+        pending = {
+            self._actors[a].train.remote(batch, drops.get(a, [])): (a, batch) for a, batch in by_actor.items()
+        }
+        outcomes: list[Any] = []
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            actor, batch = pending.pop(done[0])
+            try:
+                outcomes.extend(ray.get(done[0])[0])
+            except lost:
+                self.worker_failures += 1
+                self._actors[actor] = None
+                live = self.live()
+                if not live:
+                    raise WorkersLostError(
+                        f"generation {generation}: every Ray worker died ({self.worker_failures} failures); "
+                        "the run stops",
+                        generation,
+                    ) from None
+                moved: dict[int, list[Any]] = {}
+                for k, job in enumerate(batch):  # rebuilt from the driver's snapshot at this ready point
+                    target = live[k % len(live)]
+                    self._home[job.member], self._resident[job.member] = target, False
+                    job.copy_from, job.restore = None, task.saved[job.member]
+                    moved.setdefault(target, []).append(job)
+                for target, part in moved.items():
+                    drop = [j.member for j in part]
+                    self._count(generation, sum(nbytes(j.restore) for j in part), 0)
+                    pending[self._actors[target].train.remote(part, drop)] = (target, part)
+            except ray.exceptions.RayTaskError as exc:  # a member's step raised on the worker
+                cause = getattr(exc, "cause", None)
+                raise (cause if isinstance(cause, Exception) else exc) from None
+        return outcomes
+
+    def _lost_errors(self) -> tuple[type[BaseException], ...]:
+        errors = self.ray.exceptions
+        return (errors.RayActorError, errors.ObjectLostError, errors.NodeDiedError, errors.WorkerCrashedError)
+
     def note_recipe(self, population: Any, recipe: Any) -> None:
-        """The ``TakesMemberRecipes`` hook: the next ``evaluate`` of ``population`` sends ``recipe``."""
-        self._recipe = (population, recipe)
+        """The ``TakesMemberRecipes`` hook: the evaluations of ``population`` send ``recipe``."""
+        self._recipe = (population, recipe, None)
+
+    def _shared(self, recipe: Any) -> tuple[Any, int]:
+        """A recipe's run-long part (``shared``: Deep GA's initialiser) in the object store once;
+        its reference and the bytes sent now (its pickle, the first time only)."""
+        shared = getattr(recipe, "shared", None)
+        if shared is None:
+            return None, 0
+        kept = self._shared_refs.get(id(shared))
+        if kept is not None and kept[0] is shared:
+            return kept[1], 0
+        self._shared_refs = {id(shared): (shared, self.ray.put(shared))}
+        return self._shared_refs[id(shared)][1], len(self.ray.cloudpickle.dumps(shared))
 
     def generation_stats(self) -> dict[str, float]:
         """Counters for this generation's metrics line: failures so far and the payload bytes."""
@@ -303,13 +526,7 @@ class RayExecutor:
 
     def _run(self, shards: list[Any], generation: int, stream: int) -> list[ShardResult]:
         ray = self.ray
-        errors = ray.exceptions
-        lost = (
-            errors.RayActorError,
-            errors.ObjectLostError,
-            errors.NodeDiedError,
-            errors.WorkerCrashedError,
-        )
+        lost = self._lost_errors()
         live = self.live()
         if not live:
             raise WorkersLostError(f"generation {generation}: no Ray worker is left", generation)

@@ -27,6 +27,14 @@ in generation ``g``; the power used is stored with each seed, so chains stay rec
 
 ``best_genome`` is the best member as a JSON-able dict (seeds, sigma(s), size, dtype and the
 phenotype spec); ``reconstruct(best_genome)`` rebuilds its weights bit-identically.
+
+On a cluster the population is sent as its seeds (the ``RegeneratesMembers`` hook, as in the
+paper's distributed setup): ``member_recipe()`` is a ``SeedChainMembers``, the chains as one trie
+(node parent, seed and power; the leaves are the members), whose size grows with the distinct
+ancestors rather than P x chain length, plus a ``SeedChainInit`` (initialiser, size, dtype) that
+stays the same object for the whole run, so an executor sends it once. A worker rebuilds its
+rows with ``reconstruct_many``, bit-identical to the rows ``ask`` returned. The elite candidates
+of the re-evaluation go the same way (``reevaluation_recipe()``).
 """
 
 from __future__ import annotations
@@ -152,6 +160,99 @@ def reconstruct_many(
     if not leaves:
         return torch.empty(0, num_params, dtype=dtype)
     return torch.stack([done[n] for n in leaves])
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _to_int64(seeds: Sequence[int]) -> torch.Tensor:
+    """Unsigned 64-bit seeds as int64 (two's complement), for a compact tensor on the wire."""
+    return torch.tensor([s - (1 << 64) if s >= 1 << 63 else s for s in seeds], dtype=torch.int64)
+
+
+@dataclass
+class SeedChainInit:
+    """What every chain starts from: ``init`` (None: ``init_std * N(0, 1)``), size and dtype.
+
+    The same object for a whole run, so an executor sends it once (``SeedChainMembers.shared``).
+    """
+
+    init: InitFn | None
+    num_params: int
+    init_std: float
+    dtype: torch.dtype
+
+
+@dataclass
+class SeedChainMembers:
+    """A seed-chain population as a trie of seeds: node ``n`` has ``parent[n]`` (-1: an initial
+    seed), ``seed[n]`` and ``power[n]``; member ``j`` is the chain ending at node ``leaf[j]``.
+
+    ``rows(a, b)`` equals the population's rows ``a..b`` bit for bit (``reconstruct_many``);
+    ``shared`` is the run's ``SeedChainInit`` (an executor may swap in a reference to it).
+    """
+
+    parent: torch.Tensor
+    seed: torch.Tensor
+    power: torch.Tensor
+    leaf: torch.Tensor
+    shared: Any
+
+    @classmethod
+    def of(
+        cls, chains: Sequence[Sequence[int]], powers: Sequence[Sequence[float]], shared: SeedChainInit
+    ) -> SeedChainMembers:
+        """The trie of ``chains`` (shared prefixes stored once)."""
+        index: dict[tuple[int, int, float], int] = {}
+        parent: list[int] = []
+        seed: list[int] = []
+        power: list[float] = []
+        leaf: list[int] = []
+        for chain, pw in zip(chains, powers, strict=True):
+            node = -1
+            for depth, s in enumerate(chain):
+                p = 0.0 if depth == 0 else float(pw[depth - 1])
+                key = (node, int(s), p)
+                nxt = index.get(key)
+                if nxt is None:
+                    nxt = index[key] = len(parent)
+                    parent.append(node)
+                    seed.append(int(s))
+                    power.append(p)
+                node = nxt
+            leaf.append(node)
+        return cls(
+            torch.tensor(parent, dtype=torch.int64),
+            _to_int64(seed),
+            torch.tensor(power, dtype=torch.float64),
+            torch.tensor(leaf, dtype=torch.int64),
+            shared,
+        )
+
+    def __len__(self) -> int:
+        return int(self.leaf.numel())
+
+    def chains(self, start: int, stop: int) -> tuple[list[list[int]], list[list[float]]]:
+        """The seed chains and mutation powers of members ``start..stop``."""
+        parent, seed, power = self.parent.tolist(), self.seed.tolist(), self.power.tolist()
+        chains, powers = [], []
+        for node in self.leaf[start:stop].tolist():
+            chain, pw = [], []
+            while node >= 0:
+                chain.append(seed[node] & _MASK64)
+                pw.append(power[node])
+                node = parent[node]
+            chains.append(chain[::-1])
+            powers.append(pw[::-1][1:])
+        return chains, powers
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """Members ``start..stop`` rebuilt from their seeds: ``population[start:stop]`` exactly."""
+        init: SeedChainInit = self.shared
+        chains, powers = self.chains(start, stop)
+        return reconstruct_many(
+            chains, powers, init.init, init.num_params, init_std=init.init_std, dtype=init.dtype
+        )
 
 
 def _resolve_init(init: Any) -> InitFn | None:
@@ -285,6 +386,7 @@ class SeedGA(Strategy):
         self.phenotype_spec = phenotype_spec
         self.init_std = float(init_std)
         self.dtype, self.device = dtype, torch.device(device)
+        self._shared = SeedChainInit(self._init, self.num_params, self.init_std, dtype)
         chains = [[nrandom.derive_key(self.seed, 0, i, "init")] for i in range(self.population_size)]
         self.state = SeedGAState(chains=chains, powers=[[] for _ in range(self.population_size)])
         self.state.population = self._rebuild(self.state.chains, self.state.powers)
@@ -395,6 +497,21 @@ class SeedGA(Strategy):
             s.pending_population = population[torch.tensor(cand, dtype=torch.long, device=population.device)]
         s.chains, s.powers = chains, powers
         return {"mutation_power": power, "chain_length_max": float(max(len(c) for c in chains))}
+
+    # -- members as seeds (the RegeneratesMembers hook) -----------------------------------------
+    def member_recipe(self) -> SeedChainMembers | None:
+        """This generation's population as its seed chains (None on a GPU: rows are rebuilt on
+        the CPU, where the noise is drawn)."""
+        if self.device.type != "cpu":
+            return None
+        return SeedChainMembers.of(self.state.chains, self.state.powers, self._shared)
+
+    def reevaluation_recipe(self) -> SeedChainMembers | None:
+        """The elite candidates of ``reevaluation_request()`` as their seed chains."""
+        s = self.state
+        if s.pending_chains is None or s.pending_powers is None or self.device.type != "cpu":
+            return None
+        return SeedChainMembers.of(s.pending_chains, s.pending_powers, self._shared)
 
     # -- elite re-evaluation (called by the runtime right after tell) ---------------------------
     def reevaluation_request(self) -> tuple[torch.Tensor, int] | None:
