@@ -217,11 +217,12 @@ class GaussianMembers:
 class RegeneratesMembers(Protocol):
     """A strategy whose last ``ask()`` is a function of shared state plus member keys.
 
-    ``member_recipe()`` describes that population (e.g. ``GaussianMembers``), or None; a
-    distributed executor then sends the recipe and member ranges instead of the rows.
+    ``member_recipe()`` describes that population (``GaussianMembers`` for ES, the seed chains
+    of seed-chain GA), or None; a distributed executor then sends the recipe and member ranges
+    instead of the rows, and the workers regenerate the rows bit for bit.
     """
 
-    def member_recipe(self) -> GaussianMembers | None: ...
+    def member_recipe(self) -> Any: ...
 
 
 @runtime_checkable
