@@ -54,6 +54,7 @@ class Capability(StrEnum):
     TRAINING = (
         "training"  # the task trains every member and holds its weights (PBT); trainable networks need it
     )
+    READY_POINTS = "ready_points"  # saves each member's state at its own ready points (asynchronous PBT)
 
 
 CAPABILITY_WORDS: dict[Capability, str] = {
@@ -63,6 +64,7 @@ CAPABILITY_WORDS: dict[Capability, str] = {
     Capability.INPUTS: "network inputs",
     Capability.PARAMETERS: "a score of the parameter vector itself",
     Capability.TRAINING: "training of the members (their weights, optimiser state)",
+    Capability.READY_POINTS: "a saved state per member at its own ready points (asynchronous PBT)",
 }
 
 
