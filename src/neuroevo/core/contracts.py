@@ -104,10 +104,14 @@ class WritesReport(Protocol):
 
 @runtime_checkable
 class WritesRecords(Protocol):
-    """A task that keeps per-generation records (the maze's final positions) out of its state.
+    """A task or strategy that keeps per-generation records out of its state (the maze's final
+    positions, PBT's ready events).
 
-    At every checkpoint the runtime calls ``write_records(report_folder)``, which appends what
-    was recorded since the last call to files there, so checkpoints stay bounded.
+    At every checkpoint, just before it, the runtime calls ``write_records(folder)`` (a task:
+    ``report/``; a strategy: the run folder), which appends what was recorded since the last
+    call to one JSONL file there and returns it (None: nothing new), so checkpoints stay
+    bounded. The runtime stores the file's size in the checkpoint, and a resume cuts the file
+    back to it, so a resumed run rewrites the same bytes.
     """
 
     def write_records(self, folder: Path) -> Path | None: ...
