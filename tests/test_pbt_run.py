@@ -272,3 +272,21 @@ def test_async_mode_from_the_cli_then_sigkill_and_resume_is_identical(tmp_path):
     assert _deterministic(full.read_metrics()) == _deterministic(run.read_metrics())
     for name in ("pbt.jsonl", "best/schedule.json", "best/params.safetensors", "best/network.json"):
         assert (full.path / name).read_bytes() == (run.path / name).read_bytes(), name
+
+
+def test_resume_cuts_pbt_jsonl_back_to_its_checkpoint(tmp_path):
+    """What a kill leaves in pbt.jsonl after the checkpoint a resume starts from is rewritten, not kept."""
+    evolve(*_make("perturb"), generations=5, run_dir=tmp_path / "r", checkpoint_every=2)
+    run = RunDir(tmp_path / "r")
+    records = run.path / "pbt.jsonl"
+    reference = records.read_bytes()
+    assert len(reference.splitlines()) == 5 * 6
+    assert run.latest_checkpoint()[1]["runtime"]["records"] == {"pbt.jsonl": len(reference)}
+    for drop in ([5], [2, 4, 5]):  # back to checkpoint 4, then to none at all (a fresh start)
+        for g in drop:
+            for suffix in (".json", ".safetensors"):
+                run.checkpoint_stem(g).with_suffix(suffix).unlink(missing_ok=True)
+        with records.open("a") as handle:
+            handle.write('{"generation": 99, "torn')  # and a line cut short by the kill
+        evolve(*_make("perturb"), generations=5, run_dir=run.path, checkpoint_every=2, resume=True)
+        assert records.read_bytes() == reference
