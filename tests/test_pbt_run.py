@@ -214,11 +214,9 @@ def test_async_mode_from_the_cli_then_sigkill_and_resume_is_identical(tmp_path):
     best/, pbt.jsonl; a SIGKILL between the records and their checkpoint, then `neuroevo resume`,
     ends byte for byte like the uninterrupted run."""
     config = _short_config(tmp_path, generations=9, ready_every=8)
-    config.write_text(
-        config.read_text().replace(
-            'exploit = "truncation"', 'mode = "async"\nasync_groups = 4\nexploit = "truncation"'
-        )
-    )
+    text = config.read_text()
+    assert 'mode = "sync"' in text
+    config.write_text(text.replace('mode = "sync"', 'mode = "async"\nasync_groups = 4'))
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     cli = [sys.executable, "-m", "neuroevo"]
     done = subprocess.run(
