@@ -21,20 +21,31 @@ Both arms run the same problem, that of ``examples/digits_pbt.toml``:
 neuroevo: ``evolve`` on the example config with a run folder (metrics, checkpoints every 5
 generations, ``best/``), one process, one torch thread, the 16 members stacked.
 
-Ray Tune: a class ``Trainable`` per member (one ``step()`` = one ready interval, checkpoints
-with ``save_checkpoint``/``load_checkpoint``, ``reset_config`` so actors are reused), run by
+Ray Tune: a class ``Trainable`` per member (one ``step()`` = one ready interval of
+``ready_every`` optimiser steps, reported once; checkpoints with
+``save_checkpoint``/``load_checkpoint``, ``reset_config`` so actors are reused), run by
 ``Tuner`` with ``PopulationBasedTraining(time_attr="training_iteration",
-perturbation_interval=1)`` in its default asynchronous mode, on a local Ray started with
+perturbation_interval=1, synch=True)``: the ready interval is one reported iteration, as ours
+is one generation, and ``synch=True`` is our synchronous (generational) mode. A checkpoint is
+written at every ready point (``CheckpointConfig(checkpoint_frequency=1)``, so
+``checkpoint_frequency == perturbation_interval``) and the run stops at
+``training_iteration = generations``, so every trial trains exactly ``generations`` intervals:
+the same ``P x generations x ready_every`` optimiser steps as neuroevo (the script counts the
+intervals Ray trained and prints both totals). Ray's default, asynchronous mode does not keep
+that budget here: with 16 trials on 2 CPUs every result pauses its trial, and an exploited
+trial resumes from its parent's checkpoint (the parent's ``training_iteration``), so trials
+train intervals again; the previous version of this script ran it so and logged 19,330
+exploits in one unfinished seed. Ray runs on a local instance started with
 ``ray.init(num_cpus=2, include_dashboard=False)`` on 127.0.0.1 (two trials at a time, one torch
-thread each) and shut down at the end. Ray's own defaults otherwise (loggers, storage in a
-temporary folder).
+thread each) and shut down by its handle (``ray.shutdown()``) at the end. Ray's own defaults
+otherwise (loggers, storage in a temporary folder).
 
 For each arm and seed: wall time (neuroevo: ``evolve``; Ray: ``Tuner.fit``, with ``ray.init``
 reported apart), final val and test accuracy of the final member with the best val accuracy.
 Printed: medians over the seeds and the ratios. Also how often perturbed values left the
 space's bounds: Ray's from ``pbt_global.txt`` (one line per exploit: the new config) and from
 the hyperparameters each trial reported for every interval it trained; neuroevo's from its
-ready events in the metrics lines.
+ready events in ``RUN/pbt.jsonl``.
 """
 
 from __future__ import annotations
@@ -98,18 +109,14 @@ def run_neuroevo(seed: int, size: int, ready: int, generations: int, folder: Pat
         val = task.data.score(net.forward_stacked(task.weights, task.data.x_val), task.data.y_val, "accuracy")
         test = task.data.score(net.forward_stacked(task.weights, x_test), y_test, "accuracy")
     best = int(torch.argmax(val))
-    events = oob = 0
-    for line in result.metrics:
-        for i in range(size):
-            if f"pbt/{i}/parent" in line:
-                events += 1
-                oob += bool(out_of_bounds({k: line[f"pbt/{i}/{k}"] for k in SPACE}))
+    events = [json.loads(line) for line in (result.run_dir / "pbt.jsonl").read_text().splitlines()]
     return {
         "seconds": seconds,
         "val": float(val[best]),
         "test": float(test[best]),
-        "intervals": events,
-        "intervals_oob": oob,
+        "intervals": len(events),
+        "intervals_oob": sum(bool(out_of_bounds(e["old"])) for e in events),
+        "member_steps": int(result.steps),  # optimiser steps trained, summed over members
     }
 
 
@@ -202,6 +209,7 @@ def run_ray(seed: int, size: int, ready: int, generations: int, folder: Path) ->
         quantile_fraction=0.25,
         resample_probability=0.25,
         perturbation_factors=(1.2, 0.8),
+        synch=True,
     )
     trainable = make_trainable(digits_arrays(seed), ready, 64, seed)
 
@@ -257,6 +265,7 @@ def run_ray(seed: int, size: int, ready: int, generations: int, folder: Path) ->
                 per_key[k] += 1
     return {
         "seconds": seconds,
+        "member_steps": intervals * ready,
         "val": float(best["val_accuracy"]),
         "test": float(best["test_accuracy"]),
         "trials": len(finals),
@@ -276,13 +285,14 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=16)
     parser.add_argument("--ready-every", type=int, default=100)
     parser.add_argument("--generations", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, P = 4, 3 x 10 steps")
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, P = 4, 4 x 10 steps")
     args = parser.parse_args()
     if args.quick:
-        args.seeds, args.population, args.ready_every, args.generations = 1, 4, 10, 3
+        args.seeds, args.population, args.ready_every, args.generations = 1, 4, 10, 4
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     shape = (args.population, args.ready_every, args.generations)
+    budget = args.population * args.generations * args.ready_every
     with tempfile.TemporaryDirectory(prefix="pbt_vs_ray_") as tmp:
         folder = Path(tmp)
         ne = {}
@@ -315,7 +325,8 @@ def main() -> None:
                     f"ray tune seed {seed}: {r['seconds']:.1f} s, val {r['val']:.4f}, test {r['test']:.4f}, "
                     f"{r['trials']} trials ({r['errors']} errors), exploits {r['exploits']}, "
                     f"exploits out of bounds {r['exploits_oob']} {r['oob_per_key']}, "
-                    f"intervals trained out of bounds {r['intervals_oob']}/{r['intervals']}"
+                    f"intervals trained out of bounds {r['intervals_oob']}/{r['intervals']}, "
+                    f"member-steps {r['member_steps']} (budget {budget})"
                     + ("" if r["log_found"] else " (no pbt_global.txt)"),
                     flush=True,
                 )
@@ -343,6 +354,11 @@ def main() -> None:
     ex = sum(rt[s]["exploits"] for s in seeds)
     ex_oob = sum(rt[s]["exploits_oob"] for s in seeds)
     print(f"Ray Tune exploits whose new config left the bounds: {ex_oob}/{ex} (pbt_global.txt)")
+    steps = {name: [arms[s]["member_steps"] for s in seeds] for name, arms in (("neuroevo", ne), ("ray", rt))}
+    print(
+        f"optimiser member-steps per seed: neuroevo {steps['neuroevo']}, "
+        f"Ray Tune {steps['ray']}, budget {budget}"
+    )
 
 
 if __name__ == "__main__":

@@ -95,3 +95,61 @@ def test_a_member_that_hangs_does_not_stop_the_others():
 def test_pb2_is_synchronous_only():
     with pytest.raises(ConfigError, match="pb2"):
         run_async(_pbt(explore="pb2"), _task(), intervals=2)
+
+
+# -- asynchronous mode of the strategy (staggered ready points, stacked task) ---------------------
+def test_async_exploit_copies_the_parents_saved_state_not_its_current_one():
+    from neuroevo.nn.trainable import TrainableMLP
+    from neuroevo.tasks.pbt import PBTSupervised
+
+    strategy = PBT(
+        8, space=SPACE, ready_every=4, mode="async", async_groups=2, seed=5, truncation_fraction=0.25
+    )
+    task, net = PBTSupervised(dataset="iris", seed=5), TrainableMLP([4, 8, 3])
+    copies = older = 0
+    for _ in range(12):
+        population = strategy.ask()
+        parents = population.parents
+        if task.snapshot is not None and bool((parents >= 0).any()):
+            dst = torch.nonzero(parents >= 0).flatten()
+            wanted = [s[parents[dst]].clone() for s in task.snapshot]
+            current_parents = [t[parents[dst]].clone() for t in task.stacked_tensors()]
+            task.apply_exploit(parents)
+            for want, now in zip(wanted, task.stacked_tensors(), strict=True):
+                assert torch.equal(now[dst], want)  # the saved rows, byte for byte
+            # a parent of the other group has trained on since its ready point: saved != current
+            older += any(not torch.equal(w, c) for w, c in zip(wanted, current_parents, strict=True))
+            population.parents = torch.full_like(parents, -1)  # applied above
+            copies += 1
+        fitness = task.evaluate(net, population, strategy.generation)
+        assert population.ready.tolist() == [(i % 2) == (strategy.generation % 2) for i in range(8)]
+        strategy.tell(fitness)
+        ready = torch.nonzero(population.ready).flatten()
+        for t, s in zip(task.stacked_tensors(), task.snapshot, strict=True):  # ready members were saved
+            assert torch.equal(t[ready], s[ready])
+        values = strategy.state.values
+        assert bool(
+            (
+                (values[:, 0] >= 1e-3) & (values[:, 0] <= 0.3) & (values[:, 1] >= 0) & (values[:, 1] <= 0.9)
+            ).all()
+        )
+    assert copies >= 3 and older >= 1
+    assert task.step.tolist() == strategy.state.member_steps.tolist()
+
+
+@pytest.mark.parametrize(
+    "keys, words",
+    [
+        ({"explore": "pb2"}, "pb2"),
+        ({"async_groups": 3}, "async_groups"),
+        ({"async_groups": 5}, "async_groups"),
+        ({"ready_seconds": 1.0}, "ready_seconds"),
+    ],
+)
+def test_async_mode_config_errors(keys, words):
+    from neuroevo.config import validate_config
+
+    strategy = {"name": "pbt", "population_size": 4, "ready_every": 8, "mode": "async", **keys}
+    data = {"task": {"name": "pbt_supervised", "dataset": "iris"}, "network": {"type": "trainable_mlp"}}
+    with pytest.raises(ConfigError, match=words):
+        validate_config({**data, "strategy": strategy})

@@ -69,17 +69,22 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     import neuroevo.nn.stacked as stacked
-    limit = int(sys.argv.pop(1))
-    real = stacked.VectorSGD.step
+    import neuroevo.runtime.rundir as rundir
+    where, limit = sys.argv.pop(1), int(sys.argv.pop(1))
     calls = [0]
 
-    def dying_step(self, *a, **k):
-        calls[0] += 1
-        if calls[0] == limit:  # SIGKILL in the middle of a ready interval
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, *a, **k)
+    def dying(real):
+        def call(self, *a, **k):
+            calls[0] += 1
+            if calls[0] == limit:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, *a, **k)
+        return call
 
-    stacked.VectorSGD.step = dying_step
+    if where == "step":  # SIGKILL in the middle of a ready interval
+        stacked.VectorSGD.step = dying(stacked.VectorSGD.step)
+    else:  # SIGKILL after pbt.jsonl got the interval's records, before the checkpoint that counts them
+        rundir.RunDir.write_checkpoint = dying(rundir.RunDir.write_checkpoint)
     from neuroevo.cli import main
     sys.exit(main(sys.argv[1:]))
     """
@@ -99,46 +104,51 @@ def _short_config(tmp_path: Path, generations: int, ready_every: int) -> Path:
     return config
 
 
-def test_sigkill_mid_interval_then_neuroevo_resume_is_identical(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, RunDir]:
+    tmp_path = tmp_path_factory.mktemp("full")
     config = _short_config(tmp_path, generations=7, ready_every=5)
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    cli = [sys.executable, "-m", "neuroevo"]
     done = subprocess.run(
-        [*cli, "run", str(config), "--out", str(tmp_path / "full"), "--quiet"],
-        env=env,
+        [sys.executable, "-m", "neuroevo", "run", str(config), "--out", str(tmp_path / "full"), "--quiet"],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
         capture_output=True,
         text=True,
     )
     assert done.returncode == 0, done.stderr
+    return config, RunDir(tmp_path / "full")
+
+
+# (where, nth call): the 28th optimiser step is step 3 of generation 5 (0-based 4); the 3rd
+# checkpoint write is generation 6's, after pbt.jsonl got generations 4 and 5
+@pytest.mark.parametrize("where, limit", [("step", 28), ("checkpoint", 3)])
+def test_sigkill_then_neuroevo_resume_is_identical(tmp_path, uninterrupted, where, limit):
+    config, full = uninterrupted
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    cli = [sys.executable, "-m", "neuroevo"]
+    out = str(tmp_path / "killed")
     killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            KILLER,
-            "28",
-            "run",
-            str(config),
-            "--out",
-            str(tmp_path / "killed"),
-            "--quiet",
-        ],
+        [sys.executable, "-c", KILLER, where, str(limit), "run", str(config), "--out", out, "--quiet"],
         env=env,
         capture_output=True,
         text=True,
     )
-    assert killed.returncode == -signal.SIGKILL
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
     run = RunDir(tmp_path / "killed")
-    assert run.latest_checkpoint()[0] == 4  # killed at step 3 of generation 5: checkpoint 4 is the last
-    assert not (run.path / "pbt.jsonl").exists()
+    assert run.latest_checkpoint()[0] == 4  # checkpoint 4 is the last complete one
+    written = [json.loads(line) for line in (run.path / "pbt.jsonl").read_text().splitlines()]
+    # the checkpoint of generation 4 counts 4 generations of ready events (8 members each)
+    assert max(e["generation"] for e in written) == (3 if where == "step" else 5)
     resumed = subprocess.run(
         [*cli, "resume", str(run.path), "--quiet"], env=env, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
-    full = RunDir(tmp_path / "full")
     assert _deterministic(full.read_metrics()) == _deterministic(run.read_metrics())
     assert len(run.read_metrics()) == 7
     for name in ("pbt.jsonl", "best/schedule.json", "best/params.safetensors", "best/network.json"):
         assert (full.path / name).read_bytes() == (run.path / name).read_bytes(), name
+    events = [json.loads(line) for line in (run.path / "pbt.jsonl").read_text().splitlines()]
+    assert [(e["generation"], e["member"]) for e in events] == [(g, m) for g in range(7) for m in range(8)]
+    assert not any(k.startswith("pbt/") for line in run.read_metrics() for k in line)  # small lines
     for name in ("pbt_schedule.png", "pbt_curves.png", "pbt_lineage.png"):
         assert (run.report / name).stat().st_size > 0
 
@@ -197,3 +207,84 @@ def test_pbt_replay_trains_a_fresh_model_on_the_best_schedule(tmp_path):
     assert replay(tmp_path / "r") == metrics  # deterministic
     assert "val_accuracy" in describe(metrics)
     assert main(["pbt-replay", str(tmp_path / "r")]) == 0  # the same through the CLI
+
+
+def test_async_mode_from_the_cli_then_sigkill_and_resume_is_identical(tmp_path):
+    """`[strategy] mode = "async"` through `neuroevo run`: staggered ready points, checkpoints,
+    best/, pbt.jsonl; a SIGKILL between the records and their checkpoint, then `neuroevo resume`,
+    ends byte for byte like the uninterrupted run."""
+    config = _short_config(tmp_path, generations=9, ready_every=8)
+    text = config.read_text()
+    assert 'mode = "sync"' in text
+    config.write_text(text.replace('mode = "sync"', 'mode = "async"\nasync_groups = 4'))
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    cli = [sys.executable, "-m", "neuroevo"]
+    done = subprocess.run(
+        [*cli, "run", str(config), "--out", str(tmp_path / "full"), "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    full = RunDir(tmp_path / "full")
+    events = [json.loads(line) for line in (full.path / "pbt.jsonl").read_text().splitlines()]
+    # P = 8 in 4 groups: at generation g (a tick of 2 steps) members g % 4 and g % 4 + 4 are ready
+    assert [(e["generation"], e["member"]) for e in events] == [
+        (g, m) for g in range(9) for m in (g % 4, g % 4 + 4)
+    ]
+    first = {e["member"]: e["step"] for e in reversed(events)}  # each member's first ready point
+    assert first == {m: 2 * (m % 4 + 1) for m in range(8)}
+    assert all(e["step"] - first[e["member"]] in (0, 8, 16) for e in events if not e["exploited"])
+    exploited = [e for e in events if e["exploited"]]
+    assert exploited and all(e["parent"] != e["member"] for e in exploited)
+    for e in exploited:  # only a member that had reached a ready point is a parent
+        assert any(o["member"] == e["parent"] and o["generation"] <= e["generation"] for o in events)
+    lines = full.read_metrics()
+    assert len(lines) == 9 and all(line["ready"] == 2 for line in lines)
+    assert (full.best / "schedule.json").is_file() and (full.best / "params.safetensors").is_file()
+
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLER,
+            "checkpoint",
+            "3",
+            "run",
+            str(config),
+            "--out",
+            str(tmp_path / "k"),
+            "--quiet",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    run = RunDir(tmp_path / "k")
+    assert run.latest_checkpoint()[0] == 4
+    resumed = subprocess.run(
+        [*cli, "resume", str(run.path), "--quiet"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _deterministic(full.read_metrics()) == _deterministic(run.read_metrics())
+    for name in ("pbt.jsonl", "best/schedule.json", "best/params.safetensors", "best/network.json"):
+        assert (full.path / name).read_bytes() == (run.path / name).read_bytes(), name
+
+
+def test_resume_cuts_pbt_jsonl_back_to_its_checkpoint(tmp_path):
+    """What a kill leaves in pbt.jsonl after the checkpoint a resume starts from is rewritten, not kept."""
+    evolve(*_make("perturb"), generations=5, run_dir=tmp_path / "r", checkpoint_every=2)
+    run = RunDir(tmp_path / "r")
+    records = run.path / "pbt.jsonl"
+    reference = records.read_bytes()
+    assert len(reference.splitlines()) == 5 * 6
+    assert run.latest_checkpoint()[1]["runtime"]["records"] == {"pbt.jsonl": len(reference)}
+    for drop in ([5], [2, 4, 5]):  # back to checkpoint 4, then to none at all (a fresh start)
+        for g in drop:
+            for suffix in (".json", ".safetensors"):
+                run.checkpoint_stem(g).with_suffix(suffix).unlink(missing_ok=True)
+        with records.open("a") as handle:
+            handle.write('{"generation": 99, "torn')  # and a line cut short by the kill
+        evolve(*_make("perturb"), generations=5, run_dir=run.path, checkpoint_every=2, resume=True)
+        assert records.read_bytes() == reference

@@ -28,8 +28,9 @@ The member step stays ``step(member_state, hyperparams, data)`` (see ``PBTSequen
 executor can move a job to another process or a Ray actor. Draws come from
 ``neuroevo.core.random`` keys (seed, the member's ready count, member, purpose), but the order in
 which members reach ready points depends on timing, so an asynchronous run is not reproducible
-and is not checkpointed; ``neuroevo run`` and ``resume`` use the synchronous mode. PB2 needs the
-whole population's interval data and is synchronous only.
+and is not checkpointed. ``neuroevo run`` and ``resume`` run the stacked task, synchronous or,
+with ``[strategy] mode = "async"``, with staggered ready points (``PBT``'s asynchronous mode,
+bit-identical on resume). PB2 needs the whole population's interval data and is synchronous only.
 """
 
 from __future__ import annotations

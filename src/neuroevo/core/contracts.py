@@ -54,6 +54,7 @@ class Capability(StrEnum):
     TRAINING = (
         "training"  # the task trains every member and holds its weights (PBT); trainable networks need it
     )
+    READY_POINTS = "ready_points"  # saves each member's state at its own ready points (asynchronous PBT)
 
 
 CAPABILITY_WORDS: dict[Capability, str] = {
@@ -63,6 +64,7 @@ CAPABILITY_WORDS: dict[Capability, str] = {
     Capability.INPUTS: "network inputs",
     Capability.PARAMETERS: "a score of the parameter vector itself",
     Capability.TRAINING: "training of the members (their weights, optimiser state)",
+    Capability.READY_POINTS: "a saved state per member at its own ready points (asynchronous PBT)",
 }
 
 
@@ -102,10 +104,14 @@ class WritesReport(Protocol):
 
 @runtime_checkable
 class WritesRecords(Protocol):
-    """A task that keeps per-generation records (the maze's final positions) out of its state.
+    """A task or strategy that keeps per-generation records out of its state (the maze's final
+    positions, PBT's ready events).
 
-    At every checkpoint the runtime calls ``write_records(report_folder)``, which appends what
-    was recorded since the last call to files there, so checkpoints stay bounded.
+    At every checkpoint, just before it, the runtime calls ``write_records(folder)`` (a task:
+    ``report/``; a strategy: the run folder), which appends what was recorded since the last
+    call to one JSONL file there and returns it (None: nothing new), so checkpoints stay
+    bounded. The runtime stores the file's size in the checkpoint, and a resume cuts the file
+    back to it, so a resumed run rewrites the same bytes.
     """
 
     def write_records(self, folder: Path) -> Path | None: ...

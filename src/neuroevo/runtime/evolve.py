@@ -69,12 +69,17 @@ class _Ledger:
     validation: dict[str, float] = field(default_factory=dict)  # of the current best, for metrics
     best_key: list[float] | None = None  # (fitness, generation) of the best member validated and written
     best_validation: dict[str, float] = field(default_factory=dict)  # that member's validation
+    #: bytes of each records file (``WritesRecords``; path relative to the run folder) at this
+    #: checkpoint; None in checkpoints older than this field (their records files are left alone)
+    records: dict[str, int] | None = field(default_factory=dict)
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> _Ledger:
         ledger = cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
         ledger.evaluations, ledger.steps = int(ledger.evaluations), int(ledger.steps)
         ledger.elapsed = float(ledger.elapsed)
+        if "records" not in state:  # a checkpoint from before records were counted
+            ledger.records = None
         return ledger
 
 
@@ -349,12 +354,15 @@ class _Recorder:
         found = run.latest_checkpoint()
         if found is None:
             run.truncate_metrics(0)
+            run.truncate_records({})
             self._open_logs(0, "resumed: no complete checkpoint, starting from generation 0")
             return _Ledger(), []
         self.last_checkpoint, state = found
         strategy.load_state_dict(state["strategy"])
         task.load_state_dict(state.get("task", {}))
         ledger = _Ledger.from_state(state["runtime"])
+        if ledger.records is not None:  # records written after this checkpoint are regenerated
+            run.truncate_records(ledger.records)
         self.written_key = ledger.best_key
         self._open_logs(
             strategy.generation, f"resumed from the checkpoint of generation {strategy.generation}"
@@ -420,8 +428,15 @@ class _Recorder:
     def checkpoint(self, strategy: Any, task: Any, ledger: _Ledger, clock: _Clock) -> None:
         if self.run is None:
             return
-        if isinstance(task, WritesRecords):  # per-generation records go to report/, not the checkpoint
-            task.write_records(self.run.report)
+        # per-generation records go to files, not the checkpoint: a task's to report/, a strategy's
+        # (PBT's ready events, pbt.jsonl) to the run folder; their sizes go into the checkpoint
+        for obj, folder in ((task, self.run.report), (strategy, self.run.path)):
+            if isinstance(obj, WritesRecords) and (path := obj.write_records(folder)) is not None:
+                size = self.run.sync_records(Path(path))
+                if ledger.records is not None:
+                    ledger.records[Path(path).resolve().relative_to(self.run.path.resolve()).as_posix()] = (
+                        size
+                    )
         ledger.elapsed = clock.elapsed()
         state = {"strategy": strategy.state_dict(), "task": task.state_dict(), "runtime": asdict(ledger)}
         self.run.write_checkpoint(strategy.generation, state, keep=self.keep)

@@ -513,14 +513,18 @@ def _pbt_html(plt: Any, items: Sequence[Item]) -> str:
             ax.grid(alpha=0.3)
         lineage = axes[0][-1]
         order = {m: i for i, m in enumerate(members)}
-        steps = sorted({e.get("step", 0) for e in run.pbt})
-        following = dict(zip(steps, steps[1:], strict=False))
-        for e in run.pbt:  # after a ready event the member goes on from its parent's state
+        following: dict[int, Any] = {}  # each event -> the step of the same member's next ready event
+        last: dict[Any, int] = {}
+        for k, e in enumerate(run.pbt):
+            if e.get("member") in last:
+                following[last[e.get("member")]] = e.get("step", 0)
+            last[e.get("member")] = k
+        for k, e in enumerate(run.pbt):  # after a ready event the member goes on from its parent's state
             step, parent, member = e.get("step", 0), e.get("parent", e.get("member")), e.get("member")
-            if step in following and parent in order and member in order:
+            if k in following and parent in order and member in order:
                 copied = parent != member
                 lineage.plot(
-                    [step, following[step]],
+                    [step, following[k]],
                     [order[parent], order[member]],
                     color="C3" if copied else "0.7",
                     lw=1.4 if copied else 0.8,

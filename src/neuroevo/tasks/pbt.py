@@ -24,6 +24,13 @@ Per-member **dropout**: inverted-dropout masks per hidden layer, ``[P, B, width]
 outside the vmapped function and passed to ``TrainableMLP.module().forward``. Batches and masks
 come from the keys (seed, generation, step within the interval, purpose), so a resumed run
 trains on the same data.
+
+Asynchronous PBT (``population.ready`` set, ``strategy.mode = "async"``): the members train
+together as above, one *tick* per call, but each has its own ready points. The task keeps a
+second copy of every stacked tensor, the **saved** state: after training, the rows of the
+ready members are written to it (their ready point); an exploit copies the parent's saved
+rows, which may be older than its current ones, into both the member's current and saved
+rows. The saved copy is in ``state_dict`` (so in checkpoints), so a resume continues exactly.
 """
 
 from __future__ import annotations
@@ -105,7 +112,9 @@ class PBTSupervised(Task):
     name = "pbt_supervised"
     Params = PBTSupervisedParams
     #: TRAINING, not INPUTS: only networks that are trained (``trainable_*``) pair with this task
-    provides: ClassVar[frozenset[Capability]] = frozenset({Capability.VALIDATION, Capability.TRAINING})
+    provides: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.VALIDATION, Capability.TRAINING, Capability.READY_POINTS}
+    )
 
     def __init__(
         self, params: PBTSupervisedParams | None = None, *, seed: int = 0, device: Any = "cpu", **keys: Any
@@ -143,6 +152,8 @@ class PBTSupervised(Task):
         self.opt_state: dict[str, dict[str, torch.Tensor]] = {}
         self.step = torch.zeros(0, dtype=torch.long)
         self.saved = torch.zeros(0, dtype=torch.bool)
+        #: asynchronous mode: every stacked tensor's rows as saved at each member's last ready point
+        self.snapshot: list[torch.Tensor] | None = None
         self._grad_fns: dict[bool, Any] = {}
         #: the clock of ``ready_seconds`` intervals (a test may replace it)
         self.clock: Callable[[], float] = time.monotonic
@@ -207,7 +218,25 @@ class PBTSupervised(Task):
         if wanted.numel() and not bool(self.saved[wanted].all()):
             missing = int(wanted[~self.saved[wanted]][0])
             raise RuntimeError(f"exploit from member {missing}, which has no saved state at this ready point")
-        return copy_rows(self.stacked_tensors(), parents)
+        if self.snapshot is None:  # synchronous: the current state is every member's saved state
+            return copy_rows(self.stacked_tensors(), parents)
+        dst = torch.nonzero(parents >= 0).flatten()
+        if dst.numel():
+            src = parents[dst]
+            for current, saved in zip(self.stacked_tensors(), self.snapshot, strict=True):
+                rows = saved.index_select(0, src.to(saved.device))  # read before any write: simultaneous
+                current.index_copy_(0, dst.to(current.device), rows)
+                saved.index_copy_(0, dst.to(saved.device), rows)
+        return dst
+
+    def save_ready(self, ready: torch.Tensor) -> None:
+        """Asynchronous mode: the ``ready`` members' current rows become their saved state."""
+        if self.snapshot is None:
+            self.snapshot = [t.clone() for t in self.stacked_tensors()]
+        idx = torch.nonzero(ready).flatten()
+        for current, saved in zip(self.stacked_tensors(), self.snapshot, strict=True):
+            saved.index_copy_(0, idx.to(saved.device), current.index_select(0, idx.to(current.device)))
+        self.saved[idx] = True
 
     def state_dict(self) -> dict[str, Any]:
         if self.weights is None:
@@ -218,6 +247,7 @@ class PBTSupervised(Task):
             "opt": {b: {k: v.clone() for k, v in s.items()} for b, s in self.opt_state.items()},
             "step": self.step.clone(),
             "saved": self.saved.clone(),
+            **({} if self.snapshot is None else {"snapshot": [t.clone() for t in self.snapshot]}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -233,6 +263,8 @@ class PBTSupervised(Task):
         }
         self.step = state["step"].clone().long()
         self.saved = state["saved"].clone().bool()
+        snapshot = state.get("snapshot")
+        self.snapshot = None if snapshot is None else [t.clone().to(self.device) for t in snapshot]
 
     # -- training --------------------------------------------------------------------------------
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -316,7 +348,11 @@ class PBTSupervised(Task):
             phenotype, hp, int(population.steps), generation, getattr(population, "seconds", None)
         )
         population.trained = torch.full((size,), self.last_steps, dtype=torch.long)
-        self.saved[:] = True  # the state now in memory is this ready point's saved state
+        ready = getattr(population, "ready", None)
+        if ready is None:
+            self.saved[:] = True  # the state now in memory is this ready point's saved state
+        else:
+            self.save_ready(ready.to(torch.bool))
         with torch.no_grad():
             out = phenotype.forward_stacked(self.weights, self.data.x_val)
             values = self.data.score(out, self.data.y_val, self.metric)

@@ -2,9 +2,13 @@
 
 - ``pbt_schedule.png``: each hyperparameter of the final best member's lineage against training
   step (a step function: one value per ready interval);
-- ``pbt_curves.png``: every member's fitness (validation metric) at each ready point;
-- ``pbt_lineage.png``: the lineage tree, members against generation, a line from parent to child
-  at each exploit; the best member's lineage is drawn thick.
+- ``pbt_curves.png``: every member's fitness (validation metric) at each of its ready points;
+- ``pbt_lineage.png``: the lineage tree, members against generation, a line from each ready
+  event to the member's next one, red where it copied its parent's saved state; the best
+  member's lineage is drawn thick.
+
+All three read the ready events of ``pbt.jsonl`` member by member, so they draw the
+asynchronous mode (each member ready at its own generations) as well as the synchronous one.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ def plot_pbt(strategy: Any, events: list[dict[str, Any]], folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    size = strategy.population_size
-    generations = len(events) // size
-    first = int(events[0]["generation"]) if events else 0
+    own: dict[int, list[dict[str, Any]]] = {}
+    for e in events:
+        own.setdefault(int(e["member"]), []).append(e)
     lineage = strategy.lineage(events)
 
     names = list(strategy.space.names)
@@ -44,9 +48,9 @@ def plot_pbt(strategy: Any, events: list[dict[str, Any]], folder: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for m in range(size):
-        steps = [events[g * size + m]["step"] for g in range(generations)]
-        values = [events[g * size + m]["fitness"] for g in range(generations)]
+    for member_events in own.values():
+        steps = [e["step"] for e in member_events]
+        values = [e["fitness"] for e in member_events]
         ax.plot(steps, values, alpha=0.5, linewidth=1)
     if lineage:
         ax.plot(
@@ -65,12 +69,12 @@ def plot_pbt(strategy: Any, events: list[dict[str, Any]], folder: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for g in range(1, generations):
-        for m in range(size):
-            parent = events[(g - 1) * size + m]["parent"]
+    for m, member_events in own.items():
+        for e, nxt in zip(member_events, member_events[1:], strict=False):
+            parent = int(e["parent"])  # the member's next interval starts from this member's state
             copied = parent != m
             ax.plot(
-                [first + g - 1, first + g],
+                [e["generation"], nxt["generation"]],
                 [parent, m],
                 color="tab:red" if copied else "0.8",
                 linewidth=0.8 if copied else 0.5,

@@ -10,7 +10,11 @@ checkpointed with it). It holds, for one ready interval,
   named, so a copy never starts from scratch;
 - ``steps``: how many training steps each member takes before the next ready point, or
   ``seconds``: if set, each member trains for that long instead (at least one step); the task
-  then says how many steps each member took with ``trained`` (``Tensor[P]``).
+  then says how many steps each member took with ``trained`` (``Tensor[P]``);
+- ``ready``: asynchronous mode only (``Tensor[P]`` bool): the members that reach a ready point
+  at the end of this interval (a *tick*). The task saves their states apart (a member's
+  ``parents`` copy reads that saved state), and the others' saved states stay as they were.
+  None (synchronous mode): every member is ready and the state after training is the saved one.
 
 The task may ``attach`` the trained members (a callable ``index -> flat weights``) so that the
 strategy's ``best`` holds the best member's weights, which the runtime writes to ``best/``.
@@ -36,6 +40,7 @@ class HyperparamPopulation:
     generation: int = 0
     seconds: float | None = None
     trained: torch.Tensor | None = None
+    ready: torch.Tensor | None = None
     _weights: Callable[[int], torch.Tensor] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
