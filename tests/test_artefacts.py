@@ -510,3 +510,27 @@ def test_a_python_run_with_a_task_seed_of_its_own_writes_no_config(tmp_path):
     evolve(strategy, net, XOR(seed=2), generations=1, run_dir=tmp_path / "r")
     assert not (tmp_path / "r" / "config.toml").exists()
     assert "task's seed 2 differs from the strategy's 1" in (tmp_path / "r" / "run.log").read_text()
+
+
+def test_a_cli_run_keeps_the_config_it_wrote(tmp_path):
+    """evolve describes only Python runs: the CLI's resolved config.toml is left as written."""
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "run",
+                str(ROOT / "examples" / "xor_ga.toml"),
+                "--out",
+                str(out),
+                "--generations",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    written = (out / "config.toml").read_text()
+    assert written == (out / "checkpoints" / "config.toml").read_text()
+    assert "no config.toml" not in (out / "run.log").read_text()
+    assert main(["resume", str(out), "--generations", "3", "--quiet"]) == 0
+    assert (out / "config.toml").read_text().replace("generations = 3", "generations = 2") == written

@@ -95,7 +95,7 @@ def _ray_overrides(ray: str | None, workers: int | None, local: bool = False) ->
 def _start(config: Any, built: Any, run_path: Path, *, resume: bool, quiet: bool, executor: Any) -> None:
     from neuroevo.runtime import RunDir, evolve
 
-    run = RunDir(run_path)
+    run = RunDir(run_path, has_config=True)  # run and resume wrote config.toml before
     settings = config.run
     try:
         result = evolve(

@@ -25,7 +25,8 @@ TIMING_FIELDS = ("seconds", "elapsed", "evals_per_s", "steps_per_s")
 class RunDir:
     """Paths and safe file operations of one run folder."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, has_config: bool = False):
+        """``has_config``: the caller (the CLI) wrote ``config.toml``; a Python run describes itself."""
         self.path = Path(path)
         self.config = self.path / "config.toml"
         #: the config the checkpoints were made with (a user may edit config.toml before a resume)
@@ -34,8 +35,8 @@ class RunDir:
         self.checkpoints = self.path / "checkpoints"
         self.best = self.path / "best"
         self.report = self.path / "report"
-        #: set when this object wrote ``config.toml`` (the CLI); a Python run then describes itself
-        self.config_written = False
+        #: True once the CLI wrote ``config.toml``; otherwise ``evolve`` describes a Python run itself
+        self.config_written = has_config
 
     # -- creation and checks ------------------------------------------------------------------
     def create(self, config_text: str, *, overwrite: bool = False) -> None:
