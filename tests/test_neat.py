@@ -21,7 +21,9 @@ from neuroevo.nn.neat import (  # noqa: E402
     NEATPopulation,
     compile_population,
     genome_to_json,
+    run_compiled,
 )
+from neuroevo.nn.neat.flat import FlatNEAT  # noqa: E402
 from neuroevo.strategies import STRATEGIES  # noqa: E402
 from neuroevo.strategies.neat import NEAT, DistanceCache, NEATParams, compatibility_distance  # noqa: E402
 from test_neat_reference import reference_distance, reference_forward  # noqa: E402
@@ -96,6 +98,35 @@ def test_batched_forward_equals_per_genome_reference(feed_forward):
     if feed_forward:
         assert any(c.order is not None for c in chunks) and any(c.row_start[-1] > 0 for c in chunks)
     torch.testing.assert_close(again, out, equal_nan=True)
+
+
+SUM_NETWORKS = dict(
+    activation_options=["neat_sigmoid"],
+    activation_mutate_rate=0.0,
+    aggregation_options=["sum"],
+    aggregation_mutate_rate=0.0,
+    response_mutate_rate=0.0,
+    response_replace_rate=0.0,
+)
+
+
+def test_flat_forward_of_sum_networks_equals_per_genome_reference():
+    # sum aggregation, response 1, one activation: run as one flat graph, level by level
+    strategy, _ = evolve_random(15, seed=4, **SUM_NETWORKS)
+    pop = strategy.ask()
+    assert int(pop.node_counts().max()) > 3 and not bool(pop.conn_enabled.all())  # hidden, disabled
+    x = torch.randn(len(pop), 5, 3, generator=torch.Generator().manual_seed(5))
+    phenotype = NEATPhenotype(3, 2)
+    out = phenotype.forward(pop, x)
+    assert all(isinstance(c, FlatNEAT) for c in phenotype.compiled(pop).chunks)
+    assert max(len(c.levels) for c in phenotype.compiled(pop).chunks) >= 3  # deep genomes
+    for i in range(len(pop)):
+        ref = reference_forward(genome_to_json(pop.genome(i)), x[i])
+        torch.testing.assert_close(out[i], ref, rtol=1e-5, atol=1e-5)
+    padded = run_compiled(compile_population(pop), x)[0]  # the general form agrees
+    torch.testing.assert_close(out, padded, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(NEATPhenotype(3, 2, chunk_size=7).forward(pop, x), out)
+    torch.testing.assert_close(phenotype.forward(pop, x), out)  # a second run (an episode's step)
 
 
 def test_per_member_inputs_and_chunking_agree():
