@@ -348,8 +348,13 @@ def test_vectorised_distance_equals_naive():
     s, _ = evolve_random(12, seed=7, size=50)
     pop = s.ask()
     reps = pop.select(list(range(0, 50, 6)))
-    d = compatibility_distance(
-        pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7
+    d = compatibility_distance(  # every gene pair compared (what small populations run)
+        pop,
+        reps,
+        disjoint_coefficient=1.0,
+        weight_coefficient=0.5,
+        excess_coefficient=1.7,
+        pairwise_elements=1 << 30,
     )
     js = [genome_to_json(pop.genome(i)) for i in range(len(pop))]
     rj = [genome_to_json(reps.genome(j)) for j in range(len(reps))]
@@ -357,12 +362,13 @@ def test_vectorised_distance_equals_naive():
         [[reference_distance(a, b, 1.0, 0.5, 1.7) for b in rj] for a in js], dtype=torch.float64
     )
     torch.testing.assert_close(d, naive, rtol=1e-5, atol=1e-5)
-    grouped = compatibility_distance(
-        pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7, budget=64
-    )
+    kw = {"disjoint_coefficient": 1.0, "weight_coefficient": 0.5, "excess_coefficient": 1.7, "budget": 64}
+    dense = compatibility_distance(pop, reps, **{**kw, "budget": 1 << 18}, pairwise_elements=0)
+    torch.testing.assert_close(dense, naive, rtol=1e-5, atol=1e-5)  # dense rows, one group
+    kw["pairwise_elements"] = 0  # dense rows from here on
+    grouped = compatibility_distance(pop, reps, **kw)
     torch.testing.assert_close(grouped, naive, rtol=1e-5, atol=1e-5)
     # speciation's second pass reuses the dense rows of the first when its keys are covered
-    kw = {"disjoint_coefficient": 1.0, "weight_coefficient": 0.5, "excess_coefficient": 1.7, "budget": 64}
     cache = DistanceCache(pop)
     compatibility_distance(pop, reps, cache=cache, **kw)
     first = [id(v.groups) for v in cache.dense.values()]
@@ -374,6 +380,7 @@ def test_vectorised_distance_equals_naive():
     torch.testing.assert_close(other, naive.T, rtol=1e-5, atol=1e-5)
     assert [id(v.groups) for v in cache.dense.values()] == first
     # float32 sums: a genome's distance to itself is 0 to rounding
+    assert float(compatibility_distance(pop, pop, pairwise_elements=0).diagonal().abs().max()) < 1e-5
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
 
