@@ -22,8 +22,6 @@ from neuroevo.nn.activations import ACTIVATIONS, INPLACE, get_activation
 from neuroevo.nn.neat.genes import PAD
 from neuroevo.nn.neat.population import NEATPopulation
 
-_SPAN = 1 << 32  # node ids stay below 2^31 (innovation.py): genome * _SPAN + id sorts genome-major
-
 
 @dataclass
 class FlatLevel:
@@ -72,19 +70,20 @@ def _levels(src: torch.Tensor, dst: torch.Tensor, nodes: int, longest: int) -> t
     raise ValueError("a feed_forward genome has a cycle; use feed_forward = false for recurrent genomes")
 
 
-def _edges(pop: NEATPopulation, keys: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _edges(pop: NEATPopulation, row_start: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The enabled connections between existing nodes: genome, source id, whether the source is
-    an input, source and target position among the nodes (``keys``: genome-major node keys),
-    weight."""
-    k = keys.numel()
+    an input, source and target position among the nodes (genome-major: genome g's start at
+    ``row_start[g]``), weight."""
+    n = pop.node_key.shape[1]
     at = pop.conn_enabled.view(-1).nonzero().squeeze(1)  # empty slots are disabled
     genome = at // max(pop.conn_enabled.shape[1], 1)
+    rows = pop.node_key.index_select(0, genome)  # each connection's genome's (sorted) node keys
+    start = row_start.index_select(0, genome)
     ends = []
     for ids in (pop.conn_in.view(-1).index_select(0, at), pop.conn_out.view(-1).index_select(0, at)):
-        query = ids + genome * _SPAN
-        pos = torch.searchsorted(keys, query).clamp_(max=max(k - 1, 0))
-        found = keys.index_select(0, pos) == query if k else torch.zeros_like(ids, dtype=torch.bool)
-        ends.append((ids, pos, found))
+        col = torch.searchsorted(rows, ids.unsqueeze(1)).clamp_(max=n - 1)  # in a row's few keys
+        found = rows.gather(1, col).squeeze(1) == ids
+        ends.append((ids, start + col.squeeze(1), found))
     (src_id, src_pos, src_found), (_, dst_pos, dst_found) = ends
     src_in = src_id < pop.num_inputs
     out = (genome, src_id, src_in, src_pos, dst_pos, pop.conn_weight.reshape(-1).index_select(0, at))
@@ -101,22 +100,23 @@ def compile_flat(
     node_ok = pop.node_key != PAD
     live = node_ok.view(-1).nonzero().squeeze(1)  # genome-major, sorted within a genome
     k = live.numel()
-    keys = pop.node_key.view(-1).index_select(0, live) + (live // n) * _SPAN
-    genome, src_id, src_in, src_pos, dst_pos, weight = _edges(pop, keys)
+    counts = node_ok.sum(1)
+    row_start = torch.cumsum(counts, 0) - counts  # outputs come first in a row
+    genome, src_id, src_in, src_pos, dst_pos, weight = _edges(pop, row_start)
     level = _levels(torch.where(src_in, k, src_pos), dst_pos, k, n)
-    order = torch.argsort(level, stable=True)  # value columns: nodes by level, then genome
+    by_level, order = torch.sort(level, stable=True)  # value columns: nodes by level, then genome
     rank = torch.empty(k, dtype=torch.long)
     rank[order] = torch.arange(k)
     base = p * num_in
-    counts = torch.bincount(level, minlength=1)[1:]
-    first = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+    bounds = torch.arange(1, int(by_level[-1]) + 2 if k else 2)
+    first = torch.searchsorted(by_level, bounds)  # first column of each level (and the end)
+    counts = first.diff()  # nodes per level
     e_level = level.index_select(0, dst_pos)
-    e_order = torch.argsort(e_level, stable=True)
+    e_sorted, e_order = torch.sort(e_level, stable=True)
     src = torch.where(src_in, genome * num_in + src_id, base + rank.index_select(0, src_pos))
     dst = rank.index_select(0, dst_pos) - first.index_select(0, e_level - 1)
-    e_counts = torch.bincount(e_level, minlength=len(counts) + 1)[1:].tolist()
+    e_counts = torch.searchsorted(e_sorted, bounds).diff().tolist()
     bias = pop.node_bias.reshape(-1).index_select(0, live).index_select(0, order)
-    row_start = torch.cumsum(node_ok.sum(1), 0) - node_ok.sum(1)  # outputs come first in a row
     outputs = base + rank.index_select(0, (row_start.unsqueeze(1) + torch.arange(num_out)).view(-1))
     node_counts = counts.tolist()
     pieces = zip(
