@@ -201,7 +201,7 @@ def _matched_terms(
     return out
 
 
-_PAIRWISE_ELEMENTS = 1 << 19  # gene pairs up to which comparing every pair beats the dense rows
+_PAIRWISE_ELEMENTS = 1 << 14  # gene pairs up to which comparing every pair beats the dense rows (on CPU)
 
 
 def _pairwise_terms(
