@@ -526,3 +526,26 @@ def test_checkpoint_through_safetensors_and_json_continues_bit_identically(tmp_p
     for name, t in a.ask().tensors.items():
         assert torch.equal(t, getattr(b.ask(), name)), name
     assert genome_to_json(a.best.params) == genome_to_json(b.best.params)
+
+
+def test_old_species_keep_their_closest_free_genome_in_order():
+    from neuroevo.strategies.neat.species import _closest
+
+    def sequential(d):  # the rule species by species: the closest genome no earlier one took
+        free, kept, rows = torch.ones(d.shape[0], dtype=torch.bool), [], []
+        for s in range(d.shape[1]):
+            if not bool(free.any()):
+                break
+            j = int(torch.where(free, d[:, s], torch.full_like(d[:, s], float("inf"))).argmin())
+            free[j] = False
+            kept.append(s)
+            rows.append(j)
+        return kept, rows
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(500):  # small integer distances: many ties and shared favourites
+        n, m = int(torch.randint(1, 8, (1,), generator=g)), int(torch.randint(1, 10, (1,), generator=g))
+        d = torch.randint(0, 4, (n, m), generator=g).double()
+        if trial % 7 == 0:
+            d[0, 0] = float("nan")
+        assert _closest(d, torch.ones(n, dtype=torch.bool)) == sequential(d)

@@ -180,21 +180,21 @@ class SpeciesSet:
 
 def _closest(d_old: torch.Tensor, free: torch.Tensor) -> tuple[list[int], list[int]]:
     """Old species (in order) and the genome each keeps: its closest one not taken by an
-    earlier species. When every species' closest genome is a different one, that is each
-    column's argmin (the first of equal distances), found at once."""
-    first = d_old.argmin(0) if d_old.shape[0] else None
-    if first is not None and not bool(d_old.isnan().any()) and len(torch.unique(first)) == len(first):
-        return list(range(d_old.shape[1])), first.tolist()
+    earlier species (the first of equal distances). In rounds: every remaining species' closest
+    free genome at once, accepted up to the first one an earlier species of the round took."""
     kept: list[int] = []
     rows: list[int] = []
     free = free.clone()
-    for s in range(d_old.shape[1]):  # each old species keeps its closest free genome
-        if not bool(free.any()):
-            break
-        j = int(torch.where(free, d_old[:, s], torch.full_like(d_old[:, s], math.inf)).argmin())
-        free[j] = False
-        kept.append(s)
-        rows.append(j)
+    count = d_old.shape[1]
+    while len(kept) < count and bool(free.any()):
+        start = len(kept)
+        picks = torch.where(free.unsqueeze(1), d_old[:, start:], math.inf).argmin(0).tolist()
+        for s, j in enumerate(picks, start):
+            if j in rows[start:]:
+                break
+            kept.append(s)
+            rows.append(j)
+        free[rows[start:]] = False
     return kept, rows
 
 
