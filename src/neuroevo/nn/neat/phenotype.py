@@ -112,7 +112,8 @@ class NEATPhenotype:
     (for control tasks; ``reset_state(population)`` clears them), otherwise every call starts
     from zeros. ``chunk_size`` (0 = all) bounds memory: genomes are compiled and run in chunks;
     populations of at least ``2 * group_min`` genomes are also grouped by size (at most 8
-    groups), each padded only to its own largest genome.
+    groups), each padded only to its own largest genome. Feed-forward populations with sum
+    aggregation, response 1 and one activation run as one flat graph instead (``flat.py``).
     ``output_activation`` (None = evolved like any node) fixes the output nodes' activation.
     """
 
