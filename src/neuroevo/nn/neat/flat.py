@@ -104,17 +104,19 @@ def compile_flat(
     row_start = torch.cumsum(counts, 0) - counts  # outputs come first in a row
     genome, src_id, src_in, src_pos, dst_pos, weight = _edges(pop, row_start)
     level = _levels(torch.where(src_in, k, src_pos), dst_pos, k, n)
+    if n < 1 << 15:  # levels are at most n: small keys sort several times faster
+        level = level.to(torch.int16)
     by_level, order = torch.sort(level, stable=True)  # value columns: nodes by level, then genome
     rank = torch.empty(k, dtype=torch.long)
     rank[order] = torch.arange(k)
     base = p * num_in
-    bounds = torch.arange(1, int(by_level[-1]) + 2 if k else 2)
+    bounds = torch.arange(1, int(by_level[-1]) + 2 if k else 2, dtype=level.dtype)
     first = torch.searchsorted(by_level, bounds)  # first column of each level (and the end)
     counts = first.diff()  # nodes per level
     e_level = level.index_select(0, dst_pos)
     e_sorted, e_order = torch.sort(e_level, stable=True)
     src = torch.where(src_in, genome * num_in + src_id, base + rank.index_select(0, src_pos))
-    dst = rank.index_select(0, dst_pos) - first.index_select(0, e_level - 1)
+    dst = rank.index_select(0, dst_pos) - first.index_select(0, e_level.long() - 1)
     e_counts = torch.searchsorted(e_sorted, bounds).diff().tolist()
     bias = pop.node_bias.reshape(-1).index_select(0, live).index_select(0, order)
     outputs = base + rank.index_select(0, (row_start.unsqueeze(1) + torch.arange(num_out)).view(-1))
