@@ -127,6 +127,8 @@ def test_flat_forward_of_sum_networks_equals_per_genome_reference():
     torch.testing.assert_close(out, padded, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(NEATPhenotype(3, 2, chunk_size=7).forward(pop, x), out)
     torch.testing.assert_close(phenotype.forward(pop, x), out)  # a second run (an episode's step)
+    for a, b in ((0, 13), (13, 27), (27, len(pop))):  # any shard: bit-identical (as executors need)
+        assert torch.equal(NEATPhenotype(3, 2).forward(pop[a:b], x[a:b]), out[a:b])
 
 
 def test_per_member_inputs_and_chunking_agree():

@@ -22,6 +22,8 @@ from neuroevo.nn.activations import ACTIVATIONS, INPLACE, get_activation
 from neuroevo.nn.neat.genes import PAD
 from neuroevo.nn.neat.population import NEATPopulation
 
+_BLOCK = 64  # floats: a multiple of every CPU vector width (a kernel's scalar tail is shorter)
+
 
 @dataclass
 class FlatLevel:
@@ -144,13 +146,16 @@ def run_flat(f: FlatNEAT, x: torch.Tensor) -> torch.Tensor:
     values = x.new_empty(b, start + sum(lv.count for lv in f.levels))  # batch-major columns
     values[:, :start] = x.transpose(0, 1).reshape(b, start)
     for lv in f.levels:
-        z = values[:, start : start + lv.count]
+        # activated in a buffer of whole SIMD blocks: every value takes the vectorised path,
+        # whatever its position, so a genome's outputs do not depend on the other genomes
+        # (a shard of the population gives bit-identical results)
+        size = b * lv.count
+        buf = x.new_zeros(-(-size // _BLOCK) * _BLOCK)
+        z = buf[:size].view(b, lv.count)
         z.copy_(lv.bias.expand(b, lv.count))
         z.scatter_add_(1, lv.dst.expand(b, len(lv.dst)), values.index_select(1, lv.src).mul_(lv.weight))
-        if f.in_place:
-            f.activate(z)
-        else:
-            z.copy_(f.activate(z))
+        done = f.activate(buf) if f.in_place else f.activate(buf).contiguous()
+        values[:, start : start + lv.count] = done[:size].view(b, lv.count)
         start += lv.count
     return values.index_select(1, f.outputs).view(b, p, f.num_outputs).transpose(0, 1)
 
