@@ -11,6 +11,7 @@ success table. neuroevo uses ``activation = neat_sigmoid`` (sigmoid(4.9 z)), nea
 
 Run in the benchmark environment:  .bench-venv/bin/python benchmarks/neat_vs_neat_python.py
 Quick check:                        ... --sizes 150 --seeds 3 --time-generations 3
+Where neuroevo's time goes:         ... --profile --sizes 150 10000 --seeds 0 --skip-neat-python
 """
 
 from __future__ import annotations
@@ -206,6 +207,44 @@ def neuroevo_xor(seed: int, max_generations: int) -> int | None:
     return None
 
 
+PHASES = {  # (owner, method) -> phase name; nested phases are also counted in their parent
+    ("strategy", "_reproduce"): "tell (all)",
+    ("strategy", "_speciate"): "speciation",
+    ("strategy", "distance"): "  distance",
+    ("strategy", "crossover"): "crossover",
+    ("strategy", "mutate"): "mutation",
+    ("phenotype", "forward"): "forward (all)",
+    ("phenotype", "_compile"): "  compile",
+}
+
+
+def neuroevo_profile(pop_size: int, generations: int, seed: int = 0) -> dict[str, float]:
+    """Process-CPU milliseconds per generation of each phase (``PHASES``), after one warm-up
+    generation; the timers wrap the instances' methods, so they add a few microseconds a call."""
+    phenotype, strategy = neuroevo_setup(pop_size, seed)
+    neuroevo_generation(phenotype, strategy)
+    owners = {"strategy": strategy, "phenotype": phenotype}
+    spent = dict.fromkeys(PHASES.values(), 0.0)
+
+    def timed(method, name):
+        def run(*args, **kwargs):
+            start = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[name] += time.process_time() - start
+
+        return run
+
+    for (owner, attr), name in PHASES.items():
+        setattr(owners[owner], attr, timed(getattr(owners[owner], attr), name))
+    cpu = time.process_time()
+    for _ in range(generations):
+        neuroevo_generation(phenotype, strategy)
+    out = {"generation": (time.process_time() - cpu) / generations * 1000}
+    return out | {name: t / generations * 1000 for name, t in spent.items()}
+
+
 # -- report ----------------------------------------------------------------------------------------
 
 
@@ -235,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "--xor-libs", nargs="*", default=["neuroevo", "neat-python"], help="whose XOR success rate to measure"
     )
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--profile", action="store_true", help="also print neuroevo's CPU ms/gen per phase")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     have_np = not args.skip_neat_python
@@ -283,6 +323,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 "neat_python_cpu_ms": theirs[1] if theirs else None,
             }
         )
+    if args.profile:
+        out["profile"] = {}
+        for size in args.sizes:
+            gc.collect()
+            phases = neuroevo_profile(size, args.time_generations)
+            out["profile"][size] = phases
+            print(
+                f"{size:>7}  neuroevo CPU ms/gen: "
+                + ", ".join(f"{k.strip()} {v:.2f}" for k, v in phases.items())
+            )
     if "neuroevo" in args.xor_libs:
         ours = [neuroevo_xor(seed, args.max_generations) for seed in range(args.seeds)]
         out["xor_neuroevo"] = summary(ours)

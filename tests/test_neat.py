@@ -21,7 +21,9 @@ from neuroevo.nn.neat import (  # noqa: E402
     NEATPopulation,
     compile_population,
     genome_to_json,
+    run_compiled,
 )
+from neuroevo.nn.neat.flat import FlatNEAT  # noqa: E402
 from neuroevo.strategies import STRATEGIES  # noqa: E402
 from neuroevo.strategies.neat import NEAT, DistanceCache, NEATParams, compatibility_distance  # noqa: E402
 from test_neat_reference import reference_distance, reference_forward  # noqa: E402
@@ -96,6 +98,37 @@ def test_batched_forward_equals_per_genome_reference(feed_forward):
     if feed_forward:
         assert any(c.order is not None for c in chunks) and any(c.row_start[-1] > 0 for c in chunks)
     torch.testing.assert_close(again, out, equal_nan=True)
+
+
+SUM_NETWORKS = dict(
+    activation_options=["neat_sigmoid"],
+    activation_mutate_rate=0.0,
+    aggregation_options=["sum"],
+    aggregation_mutate_rate=0.0,
+    response_mutate_rate=0.0,
+    response_replace_rate=0.0,
+)
+
+
+def test_flat_forward_of_sum_networks_equals_per_genome_reference():
+    # sum aggregation, response 1, one activation: run as one flat graph, level by level
+    strategy, _ = evolve_random(15, seed=4, **SUM_NETWORKS)
+    pop = strategy.ask()
+    assert int(pop.node_counts().max()) > 3 and not bool(pop.conn_enabled.all())  # hidden, disabled
+    x = torch.randn(len(pop), 5, 3, generator=torch.Generator().manual_seed(5))
+    phenotype = NEATPhenotype(3, 2)
+    out = phenotype.forward(pop, x)
+    assert all(isinstance(c, FlatNEAT) for c in phenotype.compiled(pop).chunks)
+    assert max(len(c.levels) for c in phenotype.compiled(pop).chunks) >= 3  # deep genomes
+    for i in range(len(pop)):
+        ref = reference_forward(genome_to_json(pop.genome(i)), x[i])
+        torch.testing.assert_close(out[i], ref, rtol=1e-5, atol=1e-5)
+    padded = run_compiled(compile_population(pop), x)[0]  # the general form agrees
+    torch.testing.assert_close(out, padded, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(NEATPhenotype(3, 2, chunk_size=7).forward(pop, x), out)
+    torch.testing.assert_close(phenotype.forward(pop, x), out)  # a second run (an episode's step)
+    for a, b in ((0, 13), (13, 27), (27, len(pop))):  # any shard: bit-identical (as executors need)
+        assert torch.equal(NEATPhenotype(3, 2).forward(pop[a:b], x[a:b]), out[a:b])
 
 
 def test_per_member_inputs_and_chunking_agree():
@@ -317,8 +350,13 @@ def test_vectorised_distance_equals_naive():
     s, _ = evolve_random(12, seed=7, size=50)
     pop = s.ask()
     reps = pop.select(list(range(0, 50, 6)))
-    d = compatibility_distance(
-        pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7
+    d = compatibility_distance(  # every gene pair compared (what small populations run)
+        pop,
+        reps,
+        disjoint_coefficient=1.0,
+        weight_coefficient=0.5,
+        excess_coefficient=1.7,
+        pairwise_elements=1 << 30,
     )
     js = [genome_to_json(pop.genome(i)) for i in range(len(pop))]
     rj = [genome_to_json(reps.genome(j)) for j in range(len(reps))]
@@ -326,12 +364,13 @@ def test_vectorised_distance_equals_naive():
         [[reference_distance(a, b, 1.0, 0.5, 1.7) for b in rj] for a in js], dtype=torch.float64
     )
     torch.testing.assert_close(d, naive, rtol=1e-5, atol=1e-5)
-    grouped = compatibility_distance(
-        pop, reps, disjoint_coefficient=1.0, weight_coefficient=0.5, excess_coefficient=1.7, budget=64
-    )
+    kw = {"disjoint_coefficient": 1.0, "weight_coefficient": 0.5, "excess_coefficient": 1.7, "budget": 64}
+    dense = compatibility_distance(pop, reps, **{**kw, "budget": 1 << 18}, pairwise_elements=0)
+    torch.testing.assert_close(dense, naive, rtol=1e-5, atol=1e-5)  # dense rows, one group
+    kw["pairwise_elements"] = 0  # dense rows from here on
+    grouped = compatibility_distance(pop, reps, **kw)
     torch.testing.assert_close(grouped, naive, rtol=1e-5, atol=1e-5)
     # speciation's second pass reuses the dense rows of the first when its keys are covered
-    kw = {"disjoint_coefficient": 1.0, "weight_coefficient": 0.5, "excess_coefficient": 1.7, "budget": 64}
     cache = DistanceCache(pop)
     compatibility_distance(pop, reps, cache=cache, **kw)
     first = [id(v.groups) for v in cache.dense.values()]
@@ -343,6 +382,7 @@ def test_vectorised_distance_equals_naive():
     torch.testing.assert_close(other, naive.T, rtol=1e-5, atol=1e-5)
     assert [id(v.groups) for v in cache.dense.values()] == first
     # float32 sums: a genome's distance to itself is 0 to rounding
+    assert float(compatibility_distance(pop, pop, pairwise_elements=0).diagonal().abs().max()) < 1e-5
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
 
@@ -488,3 +528,26 @@ def test_checkpoint_through_safetensors_and_json_continues_bit_identically(tmp_p
     for name, t in a.ask().tensors.items():
         assert torch.equal(t, getattr(b.ask(), name)), name
     assert genome_to_json(a.best.params) == genome_to_json(b.best.params)
+
+
+def test_old_species_keep_their_closest_free_genome_in_order():
+    from neuroevo.strategies.neat.species import _closest
+
+    def sequential(d):  # the rule species by species: the closest genome no earlier one took
+        free, kept, rows = torch.ones(d.shape[0], dtype=torch.bool), [], []
+        for s in range(d.shape[1]):
+            if not bool(free.any()):
+                break
+            j = int(torch.where(free, d[:, s], torch.full_like(d[:, s], float("inf"))).argmin())
+            free[j] = False
+            kept.append(s)
+            rows.append(j)
+        return kept, rows
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(500):  # small integer distances: many ties and shared favourites
+        n, m = int(torch.randint(1, 8, (1,), generator=g)), int(torch.randint(1, 10, (1,), generator=g))
+        d = torch.randint(0, 4, (n, m), generator=g).double()
+        if trial % 7 == 0:
+            d[0, 0] = float("nan")
+        assert _closest(d, torch.ones(n, dtype=torch.bool)) == sequential(d)

@@ -5,6 +5,8 @@
 - ``population``: ``NEATPopulation``, P genomes as padded tensors (what ``NEAT.ask()`` returns);
 - ``compile`` / ``run``: a population lowered to slot tensors (``CompiledNEAT``) and run in
   one batched call, level by level (feed-forward) or step by step (recurrent);
+- ``flat``: feed-forward sum networks (response 1, one activation) as one unpadded graph,
+  level by level (what the phenotype runs when a population qualifies);
 - ``phenotype``: ``NEATPhenotype`` (the population forward) and ``NEATModule`` (one genome
   as a ``torch.nn.Module``);
 - ``draw``: network drawings, species plots, genome files;

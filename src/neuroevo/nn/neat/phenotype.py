@@ -19,6 +19,7 @@ import torch
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.activations import ACTIVATIONS
 from neuroevo.nn.neat.compile import SLOT_TENSORS, CompiledNEAT, compile_population, sort_by_depth
+from neuroevo.nn.neat.flat import FlatNEAT, compile_flat, flat_applicable, run_flat
 from neuroevo.nn.neat.genes import CONN_FIELDS, NODE_FIELDS
 from neuroevo.nn.neat.genome import genome_from_json, genome_to_json
 from neuroevo.nn.neat.population import NEATPopulation, as_population
@@ -32,7 +33,7 @@ class CompiledChunks:
 
     device: torch.device
     dtype: torch.dtype
-    chunks: list[CompiledNEAT]
+    chunks: list[CompiledNEAT | FlatNEAT]
     order: torch.Tensor | None
     inverse: torch.Tensor | None
     depth_sorted: bool = False
@@ -111,7 +112,8 @@ class NEATPhenotype:
     (for control tasks; ``reset_state(population)`` clears them), otherwise every call starts
     from zeros. ``chunk_size`` (0 = all) bounds memory: genomes are compiled and run in chunks;
     populations of at least ``2 * group_min`` genomes are also grouped by size (at most 8
-    groups), each padded only to its own largest genome.
+    groups), each padded only to its own largest genome. Feed-forward populations with sum
+    aggregation, response 1 and one activation run as one flat graph instead (``flat.py``).
     ``output_activation`` (None = evolved like any node) fixes the output nodes' activation.
     """
 
@@ -175,13 +177,18 @@ class NEATPhenotype:
             entry = self._compile(pop, device, dtype)
             self._compiled[pop] = entry
         elif not entry.depth_sorted:
-            entry.chunks = [sort_by_depth(c) for c in entry.chunks]
+            entry.chunks = [c if isinstance(c, FlatNEAT) else sort_by_depth(c) for c in entry.chunks]
             entry.depth_sorted = True
         return entry
 
     def _compile(self, pop: NEATPopulation, device: torch.device, dtype: torch.dtype) -> CompiledChunks:
         size = len(pop)
         step = self.chunk_size if self.chunk_size > 0 else max(size, 1)
+        if flat_applicable(pop):  # no padding to trim: chunks only bound memory
+            chunks = [
+                compile_flat(pop[start : start + step], device, dtype) for start in range(0, size, step)
+            ]
+            return CompiledChunks(device, dtype, chunks or [compile_flat(pop, device, dtype)], None, None)
         order = None
         nodes, conns = pop.gene_counts()
         if size >= 2 * self.group_min:
@@ -234,8 +241,12 @@ class NEATPhenotype:
         outs = []
         start = 0
         for i, c in enumerate(compiled.chunks):
-            rows = c.src.shape[0]
+            rows = c.size if isinstance(c, FlatNEAT) else c.src.shape[0]
             xc = x[start : start + rows]
+            if isinstance(c, FlatNEAT):
+                outs.append(run_flat(c, xc))
+                start += rows
+                continue
             state = states.get(i)
             if state is not None and state.shape[1] != xc.shape[1]:
                 state = None

@@ -201,6 +201,37 @@ def _matched_terms(
     return out
 
 
+_PAIRWISE_ELEMENTS = 1 << 14  # gene pairs up to which comparing every pair beats the dense rows (on CPU)
+
+
+def _pairwise_terms(
+    ak: torch.Tensor,
+    bk: torch.Tensor,
+    a_attr: tuple[list[torch.Tensor], torch.Tensor | None, list[torch.Tensor]],
+    b_attr: tuple[list[torch.Tensor], torch.Tensor | None, list[torch.Tensor]],
+    cd: float,
+    cw: float,
+) -> torch.Tensor:
+    """``_matched_terms`` for small populations: every gene of every ``a`` genome against every
+    gene of every ``b`` genome, ``[n, m, Ca, Cb]`` at once, in a dozen tensor calls (the dense
+    rows take several dozen, which is what a population of a few hundred pays for)."""
+    match = (ak.unsqueeze(1).unsqueeze(3) == bk.unsqueeze(0).unsqueeze(2)) & (ak != PAD)[:, None, :, None]
+
+    def pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x[:, None, :, None], y[None, :, None, :]
+
+    diff = torch.zeros(())
+    for fa, fb in zip(a_attr[0], b_attr[0], strict=True):
+        x, y = pair(fa, fb)
+        diff = diff + (x - y).abs_()
+    flags = [(a_attr[1], b_attr[1])] if a_attr[1] is not None else []
+    for ca, cb in flags + list(zip(a_attr[2], b_attr[2], strict=True)):
+        x, y = pair(ca, cb)
+        diff = diff + (x != y)
+    matched = (diff * match).sum((2, 3))
+    return matched.mul_(cw).sub_(match.sum((2, 3)), alpha=2 * cd)
+
+
 def compatibility_distance(
     a: NEATPopulation,
     b: NEATPopulation,
@@ -211,6 +242,7 @@ def compatibility_distance(
     constant: tuple[str, ...] = (),
     budget: int = 1 << 18,
     cache: DistanceCache | None = None,
+    pairwise_elements: int = _PAIRWISE_ELEMENTS,
 ) -> torch.Tensor:
     """Distances ``[len(a), len(b)]`` between every pair of genomes (node part + connection part).
 
@@ -227,7 +259,8 @@ def compatibility_distance(
     are padded; distances are exact to about 1e-6. ``budget`` bounds the dense elements per
     call (rows of ``a`` are processed in groups). With a ``cache`` for ``a`` (ignored if it
     belongs to another population), ``a``'s dense rows are kept for the next call against
-    genomes whose keys they cover.
+    genomes whose keys they cover. Up to ``pairwise_elements`` gene pairs (small populations)
+    every gene pair is compared directly instead (``_pairwise_terms``: fewer tensor calls).
     """
     cd, cw = disjoint_coefficient, weight_coefficient
     ce = cd if excess_coefficient is None else excess_coefficient
@@ -263,7 +296,10 @@ def compatibility_distance(
     for i, (ak, bk, aa, ba, cats) in enumerate(parts):
         na, nb = a.gene_counts()[i], b.gene_counts()[i]
         reuse = None if cache is None else cache.dense
-        num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)))
+        if len(a) * len(b) * ak.shape[1] * bk.shape[1] <= pairwise_elements:
+            num = _pairwise_terms(ak, bk, aa, ba, cd, cw)
+        else:
+            num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)))
         na_f, nb_f = na.float().unsqueeze(1), nb.float().unsqueeze(0)
         num += cd * na_f
         num += cd * nb_f

@@ -93,13 +93,13 @@ def reaches(pop: NEATPopulation, rows: torch.Tensor, start: torch.Tensor, goal: 
     conn_out = pop.conn_out.index_select(0, rows)
     live = pop.conn_innovation.index_select(0, rows) != PAD
     k, n = node_key.shape
+    c = conn_in.shape[1]
     width = num_in + n + 1
-    src, src_ok = slots_of(node_key, num_in, conn_in)
-    dst, dst_ok = slots_of(node_key, num_in, conn_out)
-    ok = live & src_ok & dst_ok
+    ids = torch.cat([conn_in, conn_out, start.unsqueeze(1), goal.unsqueeze(1)], 1)
+    slot, found = slots_of(node_key, num_in, ids)  # one lookup for every id
+    src, dst, s_slot, g_slot = slot[:, :c], slot[:, c : 2 * c], slot[:, 2 * c :][:, :1], slot[:, 2 * c + 1 :]
+    ok = live & found[:, :c] & found[:, c : 2 * c]
     dst = torch.where(ok, dst, torch.full_like(dst, width - 1))
-    s_slot, _ = slots_of(node_key, num_in, start.unsqueeze(1))
-    g_slot, _ = slots_of(node_key, num_in, goal.unsqueeze(1))
     reach = torch.zeros(k, width)
     reach.scatter_(1, s_slot, 1.0)
     for _ in range(width + 1):

@@ -104,14 +104,10 @@ class SpeciesSet:
         rep_rows: list[int] = []
         if self.representatives is not None and len(self.representatives):
             d_old = distance(pop, self.representatives)
-            for s in range(d_old.shape[1]):  # each old species keeps its closest genome
-                if not bool(free.any()):
-                    break
-                j = int(torch.where(free, d_old[:, s], torch.full_like(d_old[:, s], math.inf)).argmin())
-                assign[j] = len(kept)
-                free[j] = False
-                kept.append(s)
-                rep_rows.append(j)
+            kept, rep_rows = _closest(d_old, free)
+            if rep_rows:
+                assign[rep_rows] = torch.arange(len(kept))
+                free[rep_rows] = False
             if kept and bool(free.any()):
                 if p.speciate_against == "new":
                     best, which = _distance_of(distance, pop, free, pop.select(rep_rows)).min(1)
@@ -180,6 +176,26 @@ class SpeciesSet:
             int(state["next_id"]),
             float(state["compatibility_threshold"]),
         )
+
+
+def _closest(d_old: torch.Tensor, free: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Old species (in order) and the genome each keeps: its closest one not taken by an
+    earlier species (the first of equal distances). In rounds: every remaining species' closest
+    free genome at once, accepted up to the first one an earlier species of the round took."""
+    kept: list[int] = []
+    rows: list[int] = []
+    free = free.clone()
+    count = d_old.shape[1]
+    while len(kept) < count and bool(free.any()):
+        start = len(kept)
+        picks = torch.where(free.unsqueeze(1), d_old[:, start:], math.inf).argmin(0).tolist()
+        for s, j in enumerate(picks, start):
+            if j in rows[start:]:
+                break
+            kept.append(s)
+            rows.append(j)
+        free[rows[start:]] = False
+    return kept, rows
 
 
 def _distance_of(
