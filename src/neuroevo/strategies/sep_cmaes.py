@@ -54,8 +54,8 @@ class SepCMAES(CMAES):
     def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.state.covariance.D
 
-    def _whiten(self, y: torch.Tensor) -> torch.Tensor:
-        return y / self.state.covariance.D
+    def _whiten_sampled(self, z: torch.Tensor) -> torch.Tensor:
+        return z  # C^-1/2 (D z) = z
 
     def _update_covariance(
         self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
