@@ -10,7 +10,9 @@ $PIP torch==2.13.0
 $PIP -e .
 $PIP neat-python==2.0.0 evotorch==0.6.1 gymnasium==1.4.0 numpy cma
 $PIP evosax==0.3.2 jax
+# EvoX 1.4 is torch-based; with the constraints it keeps torch 2.13.0
+$PIP evox==1.4.0
 # gymnax 1.0.1 declares gymnasium<1.4 but its CartPole works with 1.4.0
 $VENV/bin/python -m pip install -q --no-deps gymnax==1.0.1
 $PIP six chex flax seaborn
-$VENV/bin/python -c "import neat, evotorch, evosax, gymnax, cma, jax; print('bench env ready')"
+$VENV/bin/python -c "import neat, evotorch, evosax, evox, gymnax, cma, jax; print('bench env ready')"

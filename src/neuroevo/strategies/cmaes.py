@@ -223,12 +223,23 @@ class CMAES(Strategy):
         """``C^-1/2 y`` for ``y = B D z`` sampled from rows (or one vector) ``z``: ``B z``."""
         return z @ self.state.covariance.Bt
 
-    def _update_covariance(
-        self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
-    ) -> None:
+    def _noise_dtype(self) -> torch.dtype:
+        """The dtype of the samples ``z`` (float64: full CMA-ES whitens with them)."""
+        return F64
+
+    def _members(self, z: torch.Tensor) -> torch.Tensor:
+        """The population ``m + sigma y`` for rows ``z`` (keeps ``y`` for ``tell``)."""
+        self._y = self._sample_y(z)
+        return torch.mul(self._y, self.state.sigma).add_(self.state.mean)
+
+    def _weighted_y(self, w: torch.Tensor) -> torch.Tensor:
+        """``sum_k w_k y_k`` over this generation's members (weights in member order)."""
+        return w @ self._y
+
+    def _update_covariance(self, decay: float, p_c: torch.Tensor, w: torch.Tensor, generation: int) -> None:
         cov, state = self.state.covariance, self.state
         # decay C + c_1 p_c p_c^T + c_mu sum_i w_i y_i y_i^T as one matrix product
-        rows = torch.cat([y, p_c.unsqueeze(0)])
+        rows = torch.cat([self._y, p_c.unsqueeze(0)])
         coef = torch.cat([w * self.c_mu, w.new_full((1,), self.c_1)])
         cov.C.mul_(decay).addmm_(rows.T, rows * coef.unsqueeze(1))
         if generation - state.eigen_at > self.eigen_gap:
@@ -283,35 +294,41 @@ class CMAES(Strategy):
 
     def _ask(self) -> torch.Tensor:
         z = nrandom.population_normal(
-            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=F64
+            self.population_size,
+            self.num_params,
+            self.seed,
+            self.generation,
+            "noise",
+            dtype=self._noise_dtype(),
         )
         self._z = z
-        self._y = self._sample_y(z)
-        return torch.mul(self._y, self.state.sigma).add_(self.state.mean).to(self.dtype).to(self.device)
+        return self._members(z).to(self.dtype).to(self.device)
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
-        n, s, mu = self.num_params, self.state, self.mu
+        n, s = self.num_params, self.state
+        z = self._z
         order = torch.argsort(fitness, descending=True, stable=True)
-        y, z = self._y[order], self._z[order]
-        w = self.weights
-        y_w = w[:mu] @ y[:mu]
+        # the rank weights in member order: no [lambda, n] gather of the sorted samples
+        w = torch.empty_like(self.weights)
+        w[order] = self.weights
+        w_pos = w.clamp(min=0.0)  # the mu best (their weights are > 0, the others <= 0)
+        y_w = self._weighted_y(w_pos)
         s.mean = s.mean + self.c_m * s.sigma * y_w
         s.run_generation += 1
         cs, cc = self.c_s, self.c_c
         # C^-1/2 <y>_w = B <z>_w: the sample was drawn from the current decomposition
-        s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten_sampled(
-            w[:mu] @ z[:mu]
-        )
+        z_w = (w_pos.to(z.dtype) @ z).to(F64)
+        s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten_sampled(z_w)
         ps_norm = float(s.p_s.norm())
         h_s = ps_norm / math.sqrt(1 - (1 - cs) ** (2 * s.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
         s.p_c = (1 - cc) * s.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
         w_circ = w
-        if self.has_negative:  # negative weights sit after the mu positive ones
-            w_circ = w.clone()
-            w_circ[mu:] *= n / (z[mu:] * z[mu:]).sum(-1).clamp_min(1e-300)  # |C^-1/2 y_i|^2 = |z_i|^2
+        if self.has_negative:  # rescaled by n / |C^-1/2 y_i|^2 = n / |z_i|^2
+            norms = torch.linalg.vector_norm(z, dim=-1).to(F64).square_().clamp_min_(1e-300)
+            w_circ = torch.where(w < 0, w * (n / norms), w)
         delta = 0.0 if h_s else cc * (2 - cc)
         decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * self.w_sum
-        self._update_covariance(decay, s.p_c, y, w_circ, s.run_generation)
+        self._update_covariance(decay, s.p_c, w_circ, s.run_generation)
         # CSA; the exponent is capped at 1 (sigma at most x e per generation) against blow-ups
         s.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
         self._y = self._z = None
@@ -320,7 +337,7 @@ class CMAES(Strategy):
         s.best_history = torch.cat([s.best_history[1 - cap :], sorted_f[:1]])
         s.median_history = torch.cat([s.median_history[1 - cap :], sorted_f.median().reshape(1)])
         condition = self.condition_number
-        stats = {"sigma": s.sigma, "condition": condition, "population_size": y.shape[0]}
+        stats = {"sigma": s.sigma, "condition": condition, "population_size": z.shape[0]}
         reason = self._stop_reason(fitness, condition)
         if reason and s.restarts_done < self.params.restarts:
             lam = int(round(s.population_size * self.params.popsize_factor))
