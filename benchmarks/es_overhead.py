@@ -257,6 +257,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 generations (smoke test)")
     parser.add_argument("--only", default="", help="comma-separated strategies (default: all rows)")
     parser.add_argument("--libs", default=",".join(LIBRARIES), help="comma-separated libraries")
+    parser.add_argument("--max-dim", type=int, default=0, help="skip rows with a larger D (0: none)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed generations (JIT compilation)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per (row, library)")
     parser.add_argument("--worker", nargs=2, metavar=("LIB", "ROW"), help=argparse.SUPPRESS)
@@ -271,7 +272,10 @@ def main() -> None:
         return
     only = {s for s in args.only.split(",") if s}
     libs = [lib for lib in args.libs.split(",") if lib]
-    rows = [r.quick() if args.quick else r for r in ROWS if not only or r.strategy in only]
+    rows = [
+        r for r in ROWS if (not only or r.strategy in only) and not (args.max_dim and r.dim > args.max_dim)
+    ]
+    rows = [r.quick() if args.quick else r for r in rows]
     if args.quick:
         args.warmup = min(args.warmup, 2)  # evosax compiles on the first two calls
     print("| strategy | D | P | " + " | ".join(libs) + " | neuroevo / fastest peer |")
