@@ -16,10 +16,13 @@ keyed by (seed, generation, k), ``y_k = B D z_k`` (``C = B D^2 B^T``) and evalua
 
 All constants (weights, ``mu_eff``, ``c_s``, ``d_s``, ``c_c``, ``c_1``, ``c_mu``) are the
 tutorial's Table 1 defaults for dimension ``n`` and ``lambda = 4 + floor(3 ln n)``. The
-eigendecomposition of ``C`` is refreshed only every ``max(1, floor(0.5 / (n (c_1 + c_mu))))``
-generations (lazy update: ``C`` changes by O(c_1 + c_mu) per generation, so ``B`` and ``D``
-stay accurate for about ``1 / (n (c_1 + c_mu))`` generations), which amortises the O(n^3)
-decomposition to O(n^2) per generation.
+eigendecomposition of ``C`` is refreshed once more than ``0.5 / (n (c_1 + c_mu))``
+generations have passed since the last one (lazy update, the rule of Hansen's ``purecma``:
+``C`` changes by O(c_1 + c_mu) per generation, so ``B`` and ``D`` stay accurate for about
+``1 / (n (c_1 + c_mu))`` generations), which amortises the O(n^3) decomposition to O(n^2)
+per generation. Because every ``y_k = B D z_k`` is sampled from the current decomposition,
+``C^-1/2 y_k = B z_k`` and ``|C^-1/2 y_k| = |z_k|``: the whitening of CSA and of the active
+weights needs no solve (tutorial, eq. 39 and 46).
 
 IPOP (Auger & Hansen 2005): when a run stops making progress it is restarted from the
 initial mean and step size with the population multiplied by ``popsize_factor`` (2). A run
@@ -194,7 +197,10 @@ class CMAES(Strategy):
             weights[self.mu :] = alpha_neg * neg / neg.abs().sum()
         self.weights = weights
         self.c_m = 1.0
-        self.eigen_gap = max(1, int(0.5 / (n * (self.c_1 + self.c_mu))))
+        self.w_sum = float(weights.sum())
+        self.has_negative = bool((weights < 0).any())
+        # purecma's lazy_gap_evals, in generations: decompose once more have passed
+        self.eigen_gap = 0.5 / (n * (self.c_1 + self.c_mu))
         self.tolstagnation = self.params.tolstagnation or int(100 + 100 * n**1.5 / lam)
         self.tolfun_window = 10 + math.ceil(30 * n / lam)
 
@@ -213,18 +219,30 @@ class CMAES(Strategy):
         cov = self.state.covariance
         return (z * cov.D) @ cov.Bt
 
-    def _whiten(self, y: torch.Tensor) -> torch.Tensor:
-        """``C^-1/2 y`` for rows (or one vector) ``y``."""
-        cov = self.state.covariance
-        return ((y @ cov.B) / cov.D) @ cov.Bt
+    def _whiten_sampled(self, z: torch.Tensor) -> torch.Tensor:
+        """``C^-1/2 y`` for ``y = B D z`` sampled from rows (or one vector) ``z``: ``B z``."""
+        return z @ self.state.covariance.Bt
 
-    def _update_covariance(
-        self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
-    ) -> None:
+    def _noise_dtype(self) -> torch.dtype:
+        """The dtype of the samples ``z`` (float64: full CMA-ES whitens with them)."""
+        return F64
+
+    def _members(self, z: torch.Tensor) -> torch.Tensor:
+        """The population ``m + sigma y`` for rows ``z`` (keeps ``y`` for ``tell``)."""
+        self._y = self._sample_y(z)
+        return torch.mul(self._y, self.state.sigma).add_(self.state.mean)
+
+    def _weighted_y(self, w: torch.Tensor) -> torch.Tensor:
+        """``sum_k w_k y_k`` over this generation's members (weights in member order)."""
+        return w @ self._y
+
+    def _update_covariance(self, decay: float, p_c: torch.Tensor, w: torch.Tensor, generation: int) -> None:
         cov, state = self.state.covariance, self.state
-        rank_mu = y.T @ (y * w.unsqueeze(1))
-        cov.C.mul_(decay).add_(torch.outer(p_c, p_c), alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
-        if generation - state.eigen_at >= self.eigen_gap:
+        # decay C + c_1 p_c p_c^T + c_mu sum_i w_i y_i y_i^T as one matrix product
+        rows = torch.cat([self._y, p_c.unsqueeze(0)])
+        coef = torch.cat([w * self.c_mu, w.new_full((1,), self.c_1)])
+        cov.C.mul_(decay).addmm_(rows.T, rows * coef.unsqueeze(1))
+        if generation - state.eigen_at > self.eigen_gap:
             state.eigen_at = generation
             cov.C = 0.5 * (cov.C + cov.C.T)  # (torch.triu is parallelised and slow on busy CPUs)
             d2, b = torch.linalg.eigh(cov.C)
@@ -236,7 +254,7 @@ class CMAES(Strategy):
 
     def _axis(self, i: int) -> torch.Tensor:
         cov = self.state.covariance
-        return cov.D[i] * cov.B[:, i]
+        return cov.Bt[i] * cov.D[i]
 
     # -- one run of IPOP ------------------------------------------------------------------------
     def _start(self, lam: int, x0: torch.Tensor, *, restarts_done: int, last_stop: str) -> CMAState:
@@ -244,6 +262,7 @@ class CMAES(Strategy):
         self._setup(lam)
         n = self.num_params
         self._y: torch.Tensor | None = None
+        self._z: torch.Tensor | None = None
         return CMAState(
             population_size=lam,
             x0=x0,
@@ -262,7 +281,7 @@ class CMAES(Strategy):
 
     def _restore(self) -> None:
         self._setup(self.state.population_size)
-        self._y = None
+        self._y = self._z = None
 
     @property
     def center(self) -> torch.Tensor:
@@ -275,39 +294,51 @@ class CMAES(Strategy):
 
     def _ask(self) -> torch.Tensor:
         z = nrandom.population_normal(
-            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=F64
+            self.population_size,
+            self.num_params,
+            self.seed,
+            self.generation,
+            "noise",
+            dtype=self._noise_dtype(),
         )
-        self._y = self._sample_y(z)
-        return (self.state.mean + self.state.sigma * self._y).to(self.dtype).to(self.device)
+        self._z = z
+        return self._members(z).to(self.dtype).to(self.device)
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
-        n, y, s = self.num_params, self._y, self.state
+        n, s = self.num_params, self.state
+        z = self._z
         order = torch.argsort(fitness, descending=True, stable=True)
-        y = y[order]
-        w = self.weights
-        y_w = w[: self.mu] @ y[: self.mu]
+        # the rank weights in member order: no [lambda, n] gather of the sorted samples
+        w = torch.empty_like(self.weights)
+        w[order] = self.weights
+        w_pos = w.clamp(min=0.0)  # the mu best (their weights are > 0, the others <= 0)
+        y_w = self._weighted_y(w_pos)
         s.mean = s.mean + self.c_m * s.sigma * y_w
         s.run_generation += 1
         cs, cc = self.c_s, self.c_c
-        s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten(y_w)
+        # C^-1/2 <y>_w = B <z>_w: the sample was drawn from the current decomposition
+        z_w = (w_pos.to(z.dtype) @ z).to(F64)
+        s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten_sampled(z_w)
         ps_norm = float(s.p_s.norm())
         h_s = ps_norm / math.sqrt(1 - (1 - cs) ** (2 * s.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
         s.p_c = (1 - cc) * s.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
-        w_circ = w.clone()
-        worse = w < 0
-        if bool(worse.any()):
-            w_circ[worse] *= n / (self._whiten(y[worse]) ** 2).sum(-1).clamp_min(1e-300)
+        w_circ = w
+        if self.has_negative:  # rescaled by n / |C^-1/2 y_i|^2 = n / |z_i|^2
+            norms = torch.linalg.vector_norm(z, dim=-1).to(F64).square_().clamp_min_(1e-300)
+            w_circ = torch.where(w < 0, w * (n / norms), w)
         delta = 0.0 if h_s else cc * (2 - cc)
-        decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * float(w.sum())
-        self._update_covariance(decay, s.p_c, y, w_circ, s.run_generation)
+        decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * self.w_sum
+        self._update_covariance(decay, s.p_c, w_circ, s.run_generation)
         # CSA; the exponent is capped at 1 (sigma at most x e per generation) against blow-ups
         s.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
-        self._y = None
+        self._y = self._z = None
         sorted_f = fitness[order]
-        s.best_history = torch.cat([s.best_history, sorted_f[:1]])[-self._history_cap() :]
-        s.median_history = torch.cat([s.median_history, sorted_f.median().reshape(1)])[-self._history_cap() :]
-        stats = {"sigma": s.sigma, "condition": self.condition_number, "population_size": y.shape[0]}
-        reason = self._stop_reason(fitness)
+        cap = self._history_cap()
+        s.best_history = torch.cat([s.best_history[1 - cap :], sorted_f[:1]])
+        s.median_history = torch.cat([s.median_history[1 - cap :], sorted_f.median().reshape(1)])
+        condition = self.condition_number
+        stats = {"sigma": s.sigma, "condition": condition, "population_size": z.shape[0]}
+        reason = self._stop_reason(fitness, condition)
         if reason and s.restarts_done < self.params.restarts:
             lam = int(round(s.population_size * self.params.popsize_factor))
             self.state = self._start(lam, s.x0, restarts_done=s.restarts_done + 1, last_stop=reason)
@@ -318,26 +349,27 @@ class CMAES(Strategy):
     def _history_cap(self) -> int:
         return max(self.tolfun_window, self.tolstagnation + 1, 40)
 
-    def _stop_reason(self, fitness: torch.Tensor) -> str:
+    def _stop_reason(self, fitness: torch.Tensor, condition: float | None = None) -> str:
         """The name of the first satisfied stopping criterion of this run, or ''."""
         p, s = self.params, self.state
         sigma, mean = s.sigma, s.mean
-        std = sigma * self._diag_c().sqrt()
+        std = self._diag_c().sqrt().mul_(sigma)
+        std_max = float(std.max())
         hist = s.best_history
         if hist.numel() >= self.tolfun_window:
-            recent = torch.cat([hist[-self.tolfun_window :], fitness])
-            if float(recent.max() - recent.min()) < p.tolfun:
+            recent = torch.cat([hist[-self.tolfun_window :], fitness]).aminmax()
+            if float(recent.max - recent.min) < p.tolfun:
                 return "tolfun"
-        if bool((std < p.tolx).all()) and bool((sigma * s.p_c.abs() < p.tolx).all()):
+        if std_max < p.tolx and float(s.p_c.abs().max()) * sigma < p.tolx:
             return "tolx"
-        if self.condition_number > p.tolconditioncov:
+        if (self.condition_number if condition is None else condition) > p.tolconditioncov:
             return "conditioncov"
         i = s.run_generation % self.num_params
-        if bool((mean == mean + 0.1 * sigma * self._axis(i)).all()):
+        if bool(torch.equal(mean, mean + 0.1 * sigma * self._axis(i))):
             return "noeffectaxis"
         if bool((mean == mean + 0.2 * std).any()):
             return "noeffectcoord"
-        if float(std.max()) > p.tolfacupx * p.sigma:
+        if std_max > p.tolfacupx * p.sigma:
             return "tolfacupx"
         g = s.run_generation
         if g > self.tolstagnation and s.best_history.numel() > self.tolstagnation:

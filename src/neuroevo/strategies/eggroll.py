@@ -140,10 +140,13 @@ class EGGROLL(OpenES):
         if self.params.antithetic:
             weights = weights[: self.pairs] - weights[self.pairs :]
         scale = 1.0 / (self.population_size * population.sigma)
-        grad = torch.zeros(self.num_params, dtype=self.dtype, device=self.device)
+        # every entry is written below (the slots and ``vector_index`` cover all D); each matrix
+        # product goes straight into its block of the gradient
+        grad = torch.empty(self.num_params, dtype=self.dtype, device=self.device)
         for k, ((offset, rows, cols), r) in enumerate(zip(self.slots, self.ranks, strict=True)):
             a = (population.a[k] * weights.view(-1, 1, 1)).permute(1, 0, 2).reshape(rows, -1)
             b = population.b[k].permute(1, 0, 2).reshape(cols, -1)
-            grad[offset : offset + rows * cols] = (a @ b.T).reshape(-1) * (scale / math.sqrt(r))
+            block = grad[offset : offset + rows * cols].view(rows, cols)
+            torch.mm(a, b.T, out=block).mul_(scale / math.sqrt(r))
         grad[self.vector_index] = (weights @ population.vector_noise) * scale
         return grad

@@ -124,7 +124,13 @@ class GA(Strategy):
         n_children = size - p.elites
         members = range(p.elites, size)
         pick = torch.stack([nrandom.randint(p.truncation, 2, self.seed, gen, i, "parents") for i in members])
-        first = population[parents[pick[:, 0]]]
+        # the next population is written into one buffer: elites, then each child's first parent
+        # plus its mutation (the same roundings as ``first + power * noise``)
+        out = torch.empty_like(population)
+        if p.elites:
+            torch.index_select(population, 0, parents[: p.elites], out=out[: p.elites])
+        children = out[p.elites :]
+        first = torch.index_select(population, 0, parents[pick[:, 0]], out=children)
         if p.crossover_prob > 0:
             coins = torch.stack([nrandom.uniform(1, self.seed, gen, i, "crossover") for i in members])
             do_cross = (coins[:, 0] < p.crossover_prob).to(self.device)
@@ -133,14 +139,12 @@ class GA(Strategy):
                 [nrandom.uniform(self.num_params, self.seed, gen, i, "crossover-mask") < 0.5 for i in members]
             ).to(self.device)
             masks &= do_cross.unsqueeze(1)
-            first = torch.where(masks, second, first)
+            children.copy_(torch.where(masks, second, first))
         power = self.current_mutation_power
         noise = nrandom.population_normal(
             members, self.num_params, self.seed, gen, "mutation", dtype=self.dtype
-        )
-        children = first + power * noise.to(self.device)
-        self.state.population = (
-            torch.cat([population[parents[: p.elites]], children]) if p.elites else children
-        )
-        assert self.state.population.shape[0] == size and n_children == children.shape[0]
+        ).to(self.device)
+        children.add_(noise.mul_(power))
+        self.state.population = out
+        assert out.shape[0] == size and n_children == children.shape[0]
         return {"mutation_power": power}

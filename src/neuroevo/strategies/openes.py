@@ -109,10 +109,17 @@ class OpenES(Strategy):
         eps = self._noise()
         self._eps = eps
         center = self.state.center
-        scaled = self.state.sigma * eps
-        if self.params.antithetic:
-            return torch.cat([center + scaled, center - scaled])
-        return center + scaled
+        if not self.params.antithetic:
+            return torch.mul(eps, self.state.sigma).add_(center)
+        # [center + sigma eps; center - sigma eps] written into one buffer, with the same
+        # roundings as GaussianMembers.rows (sigma * eps first), so a worker's rows match
+        rows = eps.shape[0]
+        out = torch.empty((2 * rows, eps.shape[1]), dtype=eps.dtype, device=eps.device)
+        plus, minus = out[:rows], out[rows:]
+        torch.mul(eps, self.state.sigma, out=plus)
+        torch.sub(center, plus, out=minus)
+        plus.add_(center)
+        return out
 
     def member_recipe(self) -> GaussianMembers | None:
         """The ``RegeneratesMembers`` hook: this generation's population as centre, sigma and keys

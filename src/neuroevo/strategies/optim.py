@@ -7,6 +7,7 @@ container, so it is checkpointed with the rest of the search state.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -68,6 +69,8 @@ class Optimizer:
             return lr * state.m
         state.m.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
         state.v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
-        m_hat = state.m / (1 - self.beta1**state.t)
-        v_hat = state.v / (1 - self.beta2**state.t)
-        return lr * m_hat / (v_hat.sqrt() + self.eps)
+        # lr * m_hat / (sqrt(v_hat) + eps) with the bias corrections folded into scalars, as
+        # torch.optim.Adam does: one temporary instead of five (D can be 10^7)
+        bias1, bias2 = 1 - self.beta1**state.t, 1 - self.beta2**state.t
+        step = state.v.sqrt().div_(math.sqrt(bias2)).add_(self.eps)
+        return torch.div(state.m, step, out=step).mul_(lr / bias1)

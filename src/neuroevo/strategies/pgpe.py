@@ -77,7 +77,8 @@ class PGPEParams(MomentumParams, StrategyParams):
 
 @dataclass
 class PGPEState:
-    """The search distribution ``N(mean, diag(sigma^2))`` (float64, CPU) and the optimiser's state."""
+    """The search distribution ``N(mean, diag(sigma^2))`` (float64, CPU) and the optimiser's state
+    (members, noise and gradient sums are computed in the strategy's ``dtype``)."""
 
     mean: torch.Tensor
     sigma: torch.Tensor
@@ -134,21 +135,30 @@ class PGPE(Strategy):
         return self.state.mean.to(self.dtype).to(self.device)
 
     def _ask(self) -> torch.Tensor:
+        # the [P, D] work runs in ``dtype`` on the device; the [D] distribution is float64
         pairs, s = self.population_size // 2, self.state
         noise = nrandom.population_normal(
-            pairs, self.num_params, self.seed, self.generation, "noise", dtype=torch.float64
-        )
-        self._eps = s.sigma * noise
-        return torch.cat([s.mean + self._eps, s.mean - self._eps]).to(self.dtype).to(self.device)
+            pairs, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype
+        ).to(self.device)
+        mean = s.mean.to(self.dtype).to(self.device)
+        out = torch.empty((2 * pairs, self.num_params), dtype=self.dtype, device=self.device)
+        plus, minus = out[:pairs], out[pairs:]
+        self._eps = torch.mul(noise, s.sigma.to(self.dtype).to(self.device), out=noise)
+        torch.add(mean, self._eps, out=plus)
+        torch.sub(mean, self._eps, out=minus)
+        return out
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
         p, s = self.params, self.state
         eps, pairs = self._eps, self.population_size // 2
         r = shape_fitness(fitness, p.shaping).to(torch.float64)
         r_plus, r_minus = r[:pairs], r[pairs:]
-        grad_mean = ((r_plus - r_minus) / 2) @ eps / pairs
-        baseline = r.mean()
-        grad_sigma = ((r_plus + r_minus) / 2 - baseline) @ ((eps * eps - s.sigma**2) / s.sigma) / pairs
+        to_eps = {"dtype": eps.dtype, "device": eps.device}
+        grad_mean = (((r_plus - r_minus) / 2).to(**to_eps) @ eps).to(torch.float64).cpu() / pairs
+        # sum_k b_k (eps_k^2 - sigma^2) / sigma = (sum_k b_k eps_k^2) / sigma - sigma sum_k b_k
+        b = (r_plus + r_minus) / 2 - r.mean()
+        b_eps2 = (b.to(**to_eps) @ torch.mul(eps, eps)).to(torch.float64).cpu()
+        grad_sigma = (b_eps2 / s.sigma - s.sigma * float(b.sum())) / pairs
         s.mean += self.optimizer.step(s.optimizer, grad_mean, p.lr)
         limit = p.sigma_max_change * s.sigma
         s.sigma += torch.clamp(p.lr_sigma * grad_sigma, -limit, limit)

@@ -51,17 +51,26 @@ class SepCMAES(CMAES):
     def _new_covariance(self) -> DiagonalCovariance:
         return DiagonalCovariance(C=torch.ones(self.num_params, dtype=F64))
 
-    def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.state.covariance.D
+    # y = D z is never stored: every sum over members is taken over z (in the population's
+    # dtype, so the [lambda, n] work of a float32 population is float32) and scaled by D
+    def _noise_dtype(self) -> torch.dtype:
+        return self.dtype
 
-    def _whiten(self, y: torch.Tensor) -> torch.Tensor:
-        return y / self.state.covariance.D
+    def _members(self, z: torch.Tensor) -> torch.Tensor:
+        s = self.state
+        scale = (s.covariance.D * s.sigma).to(z.dtype)
+        return torch.mul(z, scale).add_(s.mean.to(z.dtype))
 
-    def _update_covariance(
-        self, decay: float, p_c: torch.Tensor, y: torch.Tensor, w: torch.Tensor, generation: int
-    ) -> None:
-        cov = self.state.covariance
-        cov.C.mul_(decay).add_(p_c * p_c, alpha=self.c_1).add_(w @ (y * y), alpha=self.c_mu)
+    def _weighted_y(self, w: torch.Tensor) -> torch.Tensor:
+        return (w.to(self._z.dtype) @ self._z).to(F64) * self.state.covariance.D
+
+    def _whiten_sampled(self, z: torch.Tensor) -> torch.Tensor:
+        return z  # C^-1/2 (D z) = z
+
+    def _update_covariance(self, decay: float, p_c: torch.Tensor, w: torch.Tensor, generation: int) -> None:
+        cov, z = self.state.covariance, self._z
+        rank_mu = (w.to(z.dtype) @ torch.mul(z, z)).to(F64) * cov.C  # sum_i w_i y_i^2, y_i^2 = z_i^2 C
+        cov.C.mul_(decay).add_(p_c * p_c, alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
         cov.C.clamp_(min=1e-300)
         cov.D = cov.C.sqrt()
 

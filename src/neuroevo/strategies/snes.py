@@ -67,7 +67,8 @@ class SNESParams(StrategyParams):
 
 @dataclass
 class SNESState:
-    """The search distribution ``N(mean, diag(sigma^2))``, both float64 on the CPU."""
+    """The search distribution ``N(mean, diag(sigma^2))``, both float64 on the CPU (members, noise
+    and the gradient sums are computed in the strategy's ``dtype``)."""
 
     mean: torch.Tensor
     sigma: torch.Tensor
@@ -118,17 +119,20 @@ class SNES(Strategy):
         return self.state.mean.to(self.dtype).to(self.device)
 
     def _ask(self) -> torch.Tensor:
+        # the [P, D] work (noise, members, gradients) runs in ``dtype``, on the device; only
+        # the [D] distribution is float64
         s = nrandom.population_normal(
-            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=torch.float64
-        )
+            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype
+        ).to(self.device)
         self._s = s
-        return (self.state.mean + self.state.sigma * s).to(self.dtype).to(self.device)
+        sigma = self.state.sigma.to(self.dtype).to(self.device)
+        return torch.mul(s, sigma).add_(self.state.mean.to(self.dtype).to(self.device))
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
         s, state = self._s, self.state
-        u = nes_utilities(fitness)
-        grad_mean = u @ s
-        grad_sigma = u @ (s * s - 1.0)
+        u = nes_utilities(fitness).to(self.dtype).to(self.device)
+        grad_mean = (u @ s).to(torch.float64).cpu()
+        grad_sigma = (u @ torch.mul(s, s).sub_(1.0)).to(torch.float64).cpu()
         state.mean += self.lr_mean * state.sigma * grad_mean
         state.sigma *= torch.exp(0.5 * self.lr_sigma * grad_sigma)
         if self.params.sigma_min:
