@@ -15,4 +15,8 @@ $PIP evox==1.4.0
 # gymnax 1.0.1 declares gymnasium<1.4 but its CartPole works with 1.4.0
 $VENV/bin/python -m pip install -q --no-deps gymnax==1.0.1
 $PIP six chex flax seaborn
+# Ray Tune's PBT (pbt_vs_ray_tune.py) and Ray actors for EvoTorch (ray_scaling.py)
+$PIP "ray[tune]==2.60.0"
+# Hopper-v5 for ray_scaling.py and examples/hopper_es.toml (the neuroevo[mujoco] extra)
+$PIP "gymnasium[mujoco]==1.4.0" imageio
 $VENV/bin/python -c "import neat, evotorch, evosax, evox, gymnax, cma, jax, ray, mujoco; print('bench env ready')"
