@@ -41,7 +41,7 @@ class CartPole(BatchedEnv):
     def _observe(self, state: torch.Tensor) -> torch.Tensor:
         return state.clone()
 
-    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced=False):
         x, x_dot, theta, theta_dot = state.unbind(1)
         force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(state.dtype)
         costheta = torch.cos(theta)
