@@ -91,18 +91,23 @@ def test_traced_wrap_equals_gymnasium_loop() -> None:
     assert torch.equal(_wrap(x, -pi, pi, traced=True), _wrap(x, -pi, pi))
 
 
-def test_failed_compile_runs_eager_with_one_warning(monkeypatch, caplog) -> None:
+def test_failed_compile_runs_eager_with_one_warning(monkeypatch, caplog, tmp_path) -> None:
     def broken(fn, **options):
         def run(*args, **kwargs):
             raise RuntimeError("CppCompileError: no compiler\ndetails")
 
         return run
 
+    def no_export(*args, **kwargs):
+        raise RuntimeError("export failed")
+
     monkeypatch.setenv("NEUROEVO_COMPILE", "1")
-    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setenv("NEUROEVO_AOT_DIR", str(tmp_path))  # no cached package
+    monkeypatch.setattr(torch.export, "export", no_export)  # AOTInductor fails: torch.compile next
+    monkeypatch.setattr(torch, "compile", broken)  # which fails too: eager, one warning
     monkeypatch.setattr(fused_mod, "_BLOCKS", {})
     task, net, pop, init = _setup("Pendulum-v1", max_steps=30)
-    with caplog.at_level(logging.WARNING, logger="neuroevo.compile"):
+    with caplog.at_level(logging.WARNING, logger="neuroevo.compile"):  # AOTInductor's failure: INFO
         a = task.fused_rollout(net, pop, init, compiled=True)
         a2 = task.fused_rollout(net, pop, init, compiled=True)
     b = task.fused_rollout(net, pop, init, compiled=False)
@@ -113,13 +118,24 @@ def test_failed_compile_runs_eager_with_one_warning(monkeypatch, caplog) -> None
 
 @pytest.mark.slow
 @pytest.mark.parametrize("env", list(ENVS))
-def test_compiled_fused_gives_the_eager_fitness(env: str, monkeypatch) -> None:
-    """Inductor (cold: tens of seconds per env) against eager; float64 so rounding never flips
-    an episode's end, and the same fitness, episode lengths and observation statistics."""
+def test_compiled_fused_gives_the_eager_fitness(env: str, monkeypatch, tmp_path) -> None:
+    """AOTInductor (cold: tens of seconds per env) against eager; float64 so rounding never flips
+    an episode's end, and the same fitness, episode lengths and observation statistics; a new
+    process (a fresh block) loads the package written by the first."""
     monkeypatch.setenv("NEUROEVO_COMPILE", "1")
+    monkeypatch.setenv("NEUROEVO_AOT_DIR", str(tmp_path))
+    monkeypatch.setattr(fused_mod, "_BLOCKS", {})
     task, net, pop, init = _setup(env, size=16, episodes=2, dtype="float64", max_steps=60)
     compiled = task.fused_rollout(net, pop, init, compiled=True)
     eager = task.fused_rollout(net, pop, init, compiled=False)
     assert torch.equal(compiled.lengths, eager.lengths) and compiled.steps == eager.steps
     for field in ("returns", "obs_count", "obs_sum", "obs_sumsq"):
         assert torch.allclose(getattr(compiled, field), getattr(eager, field), rtol=1e-9, atol=1e-9), field
+    packages = list(tmp_path.glob("*.pt2"))
+    assert len(packages) == 1 and isinstance(
+        fused_mod._BLOCKS[next(iter(fused_mod._BLOCKS))], fused_mod.AotBlock
+    )
+    monkeypatch.setattr(fused_mod, "_BLOCKS", {})
+    monkeypatch.setattr(torch.export, "export", None)  # a cached package needs no export
+    again = task.fused_rollout(net, pop, init, compiled=True)
+    assert torch.equal(again.returns, compiled.returns)

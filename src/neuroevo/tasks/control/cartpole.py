@@ -56,8 +56,6 @@ class CartPole(BatchedEnv):
         theta = theta + TAU * theta_dot
         theta_dot = theta_dot + TAU * thetaacc
         new_state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
-        terminated = (
-            (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
-        )
+        terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
         reward = torch.ones_like(x)
         return new_state, reward, terminated

@@ -28,7 +28,15 @@ pays for it within a few generations; ``true`` always compiles (long runs at sma
 
 from __future__ import annotations
 
+import getpass
+import hashlib
+import importlib
+import inspect
+import logging
+import os
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -43,6 +51,7 @@ BLOCK_STEPS = 10
 COMPILE_MIN_ROWS = 1024
 
 Carry = tuple[torch.Tensor, ...]
+LOGGER = logging.getLogger("neuroevo.compile")
 _BLOCKS: dict[tuple, Callable[..., Carry]] = {}
 
 
@@ -72,12 +81,13 @@ def make_block(
 ) -> Callable[..., Carry]:
     """A pure function running ``steps`` masked steps of ``env``'s dynamics under an MLP policy.
 
-    ``block(weights, mean, inv_std, low, high, state, elapsed, active, returns, lengths, count,
-    obs_sum, obs_sumsq)`` returns the new ``(state, elapsed, active, returns, lengths, count,
-    obs_sum, obs_sumsq)``. ``weights`` is ``(W_0, b_0, W_1, b_1, ...)`` with ``W_l[P, in, out]``
+    ``block(weights, mean, inv_std, low, high, state, elapsed, active, returns, lengths, obs_sum,
+    obs_sumsq)`` returns the new ``(state, elapsed, active, returns, lengths, obs_sum,
+    obs_sumsq)``. ``weights`` is ``(W_0, b_0, W_1, b_1, ...)`` with ``W_l[P, in, out]``
     and ``b_l[P, out]``; ``state[N, S]`` with ``N = P * E`` (row ``p * E + e``); ``returns[N]``
     float64, ``lengths[N]`` and ``elapsed[N]`` long, ``active[N]`` bool; the observation sums
-    are per member, float64, and only accumulated when ``normalize``. ``mean``, ``inv_std``,
+    are per member, float64, and only accumulated when ``normalize`` (the observation count
+    of a member is the sum of its episode lengths). ``mean``, ``inv_std``,
     ``low``, ``high`` are in the env dtype (``low``/``high`` unused for discrete actions).
     """
     acts = [get_activation(a) for a in activations]
@@ -107,7 +117,6 @@ def make_block(
         active: torch.Tensor,
         returns: torch.Tensor,
         lengths: torch.Tensor,
-        count: torch.Tensor,
         obs_sum: torch.Tensor,
         obs_sumsq: torch.Tensor,
     ) -> Carry:
@@ -116,12 +125,16 @@ def make_block(
         episodes = rows // members
         for _ in range(steps):
             obs = env._observe(state)
-            if normalize:  # per-member sums, in the plain path's order
-                mask = active.unsqueeze(1).to(f64)
-                obs64 = (obs.to(f64) * mask).view(members, episodes, -1)
-                count = count + mask.view(members, episodes).sum(1)
-                obs_sum = obs_sum + obs64.sum(1)
-                obs_sumsq = obs_sumsq + (obs64 * obs64).sum(1)
+            if normalize:  # per-member sums, in the plain path's order (count: from lengths, after)
+                obs64 = obs.to(f64) * active.unsqueeze(1)
+                sq = obs64 * obs64
+                if episodes > 1:  # a sum over one episode is the row itself
+                    obs64, sq = (
+                        obs64.view(members, episodes, -1).sum(1),
+                        sq.view(members, episodes, -1).sum(1),
+                    )
+                obs_sum = obs_sum + obs64
+                obs_sumsq = obs_sumsq + sq
                 obs = (obs - mean) * inv_std
             out = forward(weights, obs.view(members, episodes, -1).to(weights[0].dtype))
             out = out.reshape(rows, -1)
@@ -137,15 +150,98 @@ def make_block(
             elapsed = torch.where(active, elapsed + 1, elapsed)
             ended = (terminated & active) | (elapsed >= max_steps)
             active = active & ~ended
-        return state, elapsed, active, returns, lengths, count, obs_sum, obs_sumsq
+        return state, elapsed, active, returns, lengths, obs_sum, obs_sumsq
 
     return block
+
+
+class AotBlock:
+    """The block compiled ahead of time by AOTInductor, one package per argument layout, cached on disk.
+
+    ``torch.compile`` re-traces the function in every process (seconds, before inductor's cache
+    helps) and adds a guard check and a Python wrapper to every call; an AOTInductor package
+    (``torch.export`` + ``aoti_compile_and_package``) is compiled once per machine, loaded in
+    milliseconds by later processes and called straight into C++. Packages live in
+    ``$NEUROEVO_AOT_DIR`` (default ``<inductor cache dir>/neuroevo_aot``), keyed by torch version,
+    the source of the env and of this module, the env settings, the network's activations, the
+    thread count and every argument's shape, stride and dtype. If export or compilation fails
+    the block goes through ``maybe_compile`` (``torch.compile``, eager fallback, one warning).
+    """
+
+    def __init__(self, env: BatchedEnv, activations: Sequence[str], *, normalize: bool):
+        self.env, self.activations, self.normalize = env, tuple(activations), normalize
+        self.block = make_block(env, activations, normalize=normalize, broadcast_matmul=True)
+        self.loaders: dict[tuple, Any] = {}
+        self.fallback: Callable[..., Carry] | None = None
+
+    def __call__(self, weights: Sequence[torch.Tensor], *rest: torch.Tensor) -> Carry:
+        if self.fallback is not None:
+            return self.fallback(weights, *rest)
+        flat = [*weights, *rest]
+        layout = tuple((tuple(t.shape), t.stride(), t.dtype) for t in flat)
+        loader = self.loaders.get(layout)
+        if loader is None:
+            try:
+                loader = self.loaders[layout] = self._load(len(weights), flat, layout)
+            except Exception as error:  # export/compile failures have no common base class
+                LOGGER.info("AOTInductor unavailable for %s (%s); using torch.compile", self.env.id, error)
+                self.fallback = maybe_compile(
+                    self.block,
+                    name=f"{self.env.id} fused rollout",
+                    device=str(self.env.device),
+                    dynamic=False,
+                )
+                return self.fallback(weights, *rest)
+        return tuple(loader.boxed_run(flat))
+
+    def _load(self, num_weights: int, flat: list[torch.Tensor], layout: tuple) -> Any:
+        path = _package_path(self.env, self.activations, self.normalize, layout)
+        if not path.exists():
+            inductor = importlib.import_module("torch._inductor")  # only when a package is missing
+            block = self.block
+
+            class Block(torch.nn.Module):
+                def forward(self, *args: torch.Tensor) -> Carry:
+                    return block(args[:num_weights], *args[num_weights:])
+
+            program = torch.export.export(Block(), tuple(flat))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.pt2")
+            inductor.aoti_compile_and_package(program, package_path=str(tmp))
+            os.replace(tmp, path)  # atomic: a concurrent process sees a whole package or none
+        return torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "user"
+
+
+def _package_path(env: BatchedEnv, activations: tuple, normalize: bool, layout: tuple) -> Path:
+    root = os.environ.get("NEUROEVO_AOT_DIR") or os.path.join(
+        os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+        or os.path.join(tempfile.gettempdir(), f"torchinductor_{_user()}"),
+        "neuroevo_aot",
+    )
+    sources = [inspect.getsourcefile(type(env)), __file__, inspect.getsourcefile(BatchedEnv)]
+    sources.append(inspect.getsourcefile(get_activation))
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(Path(str(source)).read_bytes())
+    settings = (torch.__version__, type(env).__qualname__, env.max_steps, str(env.dtype), str(env.device))
+    digest.update(
+        repr((settings, activations, normalize, BLOCK_STEPS, torch.get_num_threads(), layout)).encode()
+    )
+    return Path(root) / f"{env.id}-{digest.hexdigest()[:24]}.pt2"
 
 
 def fused_block(
     env: BatchedEnv, activations: Sequence[str], *, normalize: bool, compiled: bool
 ) -> Callable[..., Carry]:
-    """``make_block`` for this env and network, compiled through ``maybe_compile`` or eager.
+    """``make_block`` for this env and network: eager, or compiled (``AotBlock`` on the CPU,
+    ``maybe_compile`` elsewhere).
 
     Built once per process for each (env class, step limit, dtype, device, activations,
     normalisation, compiled), so every task (and seed) with the same setting shares one compiled
@@ -153,8 +249,12 @@ def fused_block(
     """
     key = (type(env), env.max_steps, env.dtype, env.device, tuple(activations), normalize, compiled)
     if key not in _BLOCKS:
-        block = make_block(env, activations, normalize=normalize, broadcast_matmul=compiled)
-        if compiled:
+        if not compiled:
+            block = make_block(env, activations, normalize=normalize)
+        elif env.device.type == "cpu":
+            block = AotBlock(env, activations, normalize=normalize)
+        else:
+            block = make_block(env, activations, normalize=normalize, broadcast_matmul=True)
             block = maybe_compile(
                 block, name=f"{env.id} fused rollout", device=str(env.device), dynamic=False
             )

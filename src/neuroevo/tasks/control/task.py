@@ -381,7 +381,6 @@ class ControlTask(EpisodicTask):
         active = torch.ones(n, dtype=torch.bool, device=dev)
         returns = torch.zeros(n, dtype=torch.float64, device=dev)
         lengths = torch.zeros(n, dtype=torch.long, device=dev)
-        count = torch.zeros(members, dtype=torch.float64, device=dev)
         obs_sum = torch.zeros(members, env.obs_dim, dtype=torch.float64, device=dev)
         obs_sumsq = torch.zeros(members, env.obs_dim, dtype=torch.float64, device=dev)
         mean, inv_std = self.obs_norm.frozen(dtype)
@@ -391,22 +390,20 @@ class ControlTask(EpisodicTask):
             low, high = self.action_low, self.action_high
         out_rows = torch.arange(n, device=dev)  # the full-size row of each working row
         out_members = torch.arange(members, device=dev)
-        results = [returns.clone(), lengths.clone(), count.clone(), obs_sum.clone(), obs_sumsq.clone()]
+        results = [returns.clone(), lengths.clone(), obs_sum.clone(), obs_sumsq.clone()]
         can_compact = self.compact and not compiled
         pop = population
-        carry = (state, elapsed, active, returns, lengths, count, obs_sum, obs_sumsq)
+        carry = (state, elapsed, active, returns, lengths, obs_sum, obs_sumsq)
 
         def flush(rows: torch.Tensor, member_rows: torch.Tensor, keep: torch.Tensor | None = None) -> None:
             """Copy finished working rows (all when ``keep`` is None) into the full-size results."""
-            w_returns, w_lengths, w_count, w_sum, w_sumsq = carry[3:]
-            sel, msel = slice(None), slice(None)
-            if keep is not None:
-                sel, msel = ~keep, ~running
+            w_returns, w_lengths, w_sum, w_sumsq = carry[3:]
+            sel, msel = (slice(None), slice(None)) if keep is None else (~keep, ~running)
             results[0][rows[sel]] = w_returns[sel]
             results[1][rows[sel]] = w_lengths[sel]
-            results[2][member_rows[msel]] = w_count[msel]
-            results[3][member_rows[msel]] = w_sum[msel]
-            results[4][member_rows[msel]] = w_sumsq[msel]
+            if self.obs_norm.enabled:
+                results[2][member_rows[msel]] = w_sum[msel]
+                results[3][member_rows[msel]] = w_sumsq[msel]
 
         with torch.no_grad():
             weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
@@ -426,12 +423,17 @@ class ControlTask(EpisodicTask):
                     pop = pop[running]
                     weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
             flush(out_rows, out_members)
-        returns, lengths = results[0], results[1]
+        returns, lengths = results[0].view(members, episodes), results[1].view(members, episodes)
+        count = (
+            lengths.sum(1).double()
+            if self.obs_norm.enabled
+            else torch.zeros(members, dtype=torch.float64, device=dev)
+        )
         return Rollout(
-            returns=returns.view(members, episodes),
-            lengths=lengths.view(members, episodes),
+            returns=returns,
+            lengths=lengths,
             steps=int(lengths.sum()),
-            obs_count=results[2],
-            obs_sum=results[3],
-            obs_sumsq=results[4],
+            obs_count=count,
+            obs_sum=results[2],
+            obs_sumsq=results[3],
         )
