@@ -35,6 +35,7 @@ import inspect
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -204,10 +205,12 @@ class AotBlock:
                 def forward(self, *args: torch.Tensor) -> Carry:
                     return block(args[:num_weights], *args[num_weights:])
 
-            program = torch.export.export(Block(), tuple(flat))
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.pt2")
-            inductor.aoti_compile_and_package(program, package_path=str(tmp))
+            with warnings.catch_warnings():  # torch-internal deprecation notices, not the user's
+                warnings.simplefilter("ignore", FutureWarning)
+                program = torch.export.export(Block(), tuple(flat))
+                inductor.aoti_compile_and_package(program, package_path=str(tmp))
             os.replace(tmp, path)  # atomic: a concurrent process sees a whole package or none
         return torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
 
