@@ -28,6 +28,7 @@ pays for it within a few generations; ``true`` always compiles (long runs at sma
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import importlib
@@ -222,17 +223,22 @@ def _user() -> str:
         return "user"
 
 
+@functools.cache
+def _source_digest(env_class: type) -> str:
+    """Hash of the code a package is compiled from: the env's module, this one, the base, activations."""
+    digest = hashlib.sha256()
+    for obj in (env_class, BatchedEnv, get_activation, make_block):
+        digest.update(Path(str(inspect.getsourcefile(obj))).read_bytes())
+    return digest.hexdigest()
+
+
 def _package_path(env: BatchedEnv, activations: tuple, normalize: bool, layout: tuple) -> Path:
     root = os.environ.get("NEUROEVO_AOT_DIR") or os.path.join(
         os.environ.get("TORCHINDUCTOR_CACHE_DIR")
         or os.path.join(tempfile.gettempdir(), f"torchinductor_{_user()}"),
         "neuroevo_aot",
     )
-    sources = [inspect.getsourcefile(type(env)), __file__, inspect.getsourcefile(BatchedEnv)]
-    sources.append(inspect.getsourcefile(get_activation))
-    digest = hashlib.sha256()
-    for source in sources:
-        digest.update(Path(str(source)).read_bytes())
+    digest = hashlib.sha256(_source_digest(type(env)).encode())
     settings = (torch.__version__, type(env).__qualname__, env.max_steps, str(env.dtype), str(env.device))
     digest.update(
         repr((settings, activations, normalize, BLOCK_STEPS, torch.get_num_threads(), layout)).encode()
