@@ -83,6 +83,7 @@ class Acrobot(BatchedEnv):
     state_dim = 4
     obs_dim = 6
     num_actions = 3
+    block_steps = 2  # fused rollout: four RK4 stages per step make a large unrolled block
 
     def _sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return uniform(n, [-0.1] * 4, [0.1] * 4, generator).to(torch.float32).to(torch.float64)

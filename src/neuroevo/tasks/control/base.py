@@ -33,6 +33,7 @@ class BatchedEnv(ABC):
     action_dim: ClassVar[int] = 0  # > 0 for Box action spaces
     action_low: ClassVar[tuple[float, ...]] = ()
     action_high: ClassVar[tuple[float, ...]] = ()
+    block_steps: ClassVar[int] = 0  # steps per fused-rollout block; 0: fused.BLOCK_STEPS
 
     def __init__(
         self,

@@ -47,8 +47,16 @@ from neuroevo.core.compile import maybe_compile
 from neuroevo.nn.activations import get_activation
 from neuroevo.tasks.control.base import BatchedEnv
 
-#: steps per fused block; ``active.any()`` (the only host sync) runs once per block
+#: steps per fused block, unless the env sets ``block_steps``; ``active.any()`` (the only host
+#: sync) runs once per block. More steps per block cost compile time (the block is unrolled).
 BLOCK_STEPS = 10
+
+
+def block_steps(env: BatchedEnv) -> int:
+    """Steps per fused block for ``env`` (Acrobot's RK4 step is large: fewer per block)."""
+    return int(env.block_steps or BLOCK_STEPS)
+
+
 #: ``compile = "auto"`` compiles a rollout of at least this many env rows (P x E)
 COMPILE_MIN_ROWS = 1024
 
@@ -78,7 +86,7 @@ def make_block(
     activations: Sequence[str],
     *,
     normalize: bool,
-    steps: int = BLOCK_STEPS,
+    steps: int | None = None,
     broadcast_matmul: bool = False,
 ) -> Callable[..., Carry]:
     """A pure function running ``steps`` masked steps of ``env``'s dynamics under an MLP policy.
@@ -92,6 +100,7 @@ def make_block(
     of a member is the sum of its episode lengths). ``mean``, ``inv_std``,
     ``low``, ``high`` are in the env dtype (``low``/``high`` unused for discrete actions).
     """
+    steps = block_steps(env) if steps is None else int(steps)
     acts = [get_activation(a) for a in activations]
     num_actions = env.num_actions
     max_steps = env.max_steps
@@ -241,7 +250,7 @@ def _package_path(env: BatchedEnv, activations: tuple, normalize: bool, layout: 
     digest = hashlib.sha256(_source_digest(type(env)).encode())
     settings = (torch.__version__, type(env).__qualname__, env.max_steps, str(env.dtype), str(env.device))
     digest.update(
-        repr((settings, activations, normalize, BLOCK_STEPS, torch.get_num_threads(), layout)).encode()
+        repr((settings, activations, normalize, block_steps(env), torch.get_num_threads(), layout)).encode()
     )
     return Path(root) / f"{env.id}-{digest.hexdigest()[:24]}.pt2"
 

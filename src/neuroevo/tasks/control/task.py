@@ -35,7 +35,7 @@ from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 from neuroevo.tasks.control.base import BatchedEnv
 from neuroevo.tasks.control.envs import ENVS, make_env
-from neuroevo.tasks.control.fused import BLOCK_STEPS, COMPILE_MIN_ROWS, fusable, fused_block
+from neuroevo.tasks.control.fused import COMPILE_MIN_ROWS, block_steps, fusable, fused_block
 from neuroevo.tasks.control.normalization import RunningObsNorm
 from neuroevo.tasks.control.policy import as_population, map_actions, population_size
 
@@ -363,7 +363,7 @@ class ControlTask(EpisodicTask):
     def fused_rollout(
         self, phenotype: Any, population: torch.Tensor, initial_states: torch.Tensor, *, compiled=None
     ) -> Rollout:
-        """``rollout`` for an MLP population, ``BLOCK_STEPS`` steps per fused block (see ``fused``).
+        """``rollout`` for an MLP population, ``block_steps(env)`` steps per fused block (see ``fused``).
 
         Eager (``compiled`` False) it gives the plain path's results bit for bit; compiled they
         agree to float rounding. ``compiled`` None decides by the ``compile`` key.
@@ -407,7 +407,7 @@ class ControlTask(EpisodicTask):
 
         with torch.no_grad():
             weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
-            for _ in range(-(-env.max_steps // BLOCK_STEPS)):
+            for _ in range(-(-env.max_steps // block_steps(env))):
                 carry = block(weights, mean, inv_std, low, high, *carry)
                 active = carry[2]
                 running = active.view(-1, episodes).any(1)
