@@ -33,6 +33,7 @@ class BatchedEnv(ABC):
     action_dim: ClassVar[int] = 0  # > 0 for Box action spaces
     action_low: ClassVar[tuple[float, ...]] = ()
     action_high: ClassVar[tuple[float, ...]] = ()
+    block_steps: ClassVar[int] = 0  # steps per fused-rollout block; 0: fused.BLOCK_STEPS
 
     def __init__(
         self,
@@ -120,7 +121,7 @@ class BatchedEnv(ABC):
             actions = actions.reshape(self.num_envs, self.action_dim)
         else:
             actions = torch.as_tensor(actions).to(self.device).reshape(self.num_envs).long()
-        new_state, reward, terminated = self._dynamics(self.state, actions)
+        new_state, reward, terminated = self._dynamics(self.state, actions, self.elapsed)
         elapsed = self.elapsed + 1
         if active is not None:
             new_state = torch.where(active.unsqueeze(1), new_state, self.state)
@@ -142,9 +143,14 @@ class BatchedEnv(ABC):
 
     @abstractmethod
     def _dynamics(
-        self, state: torch.Tensor, actions: torch.Tensor
+        self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(next_state, reward, terminated)`` for every row."""
+        """``(next_state, reward, terminated)`` for every row, a pure function of its arguments.
+
+        ``elapsed`` is the steps since reset before this step. ``traced=True`` asks for a version
+        without data-dependent Python control flow (no ``.any()`` sync), for ``torch.compile``
+        and the fused rollout; it computes the same values.
+        """
 
 
 def uniform(n: int, low: list[float], high: list[float], generator: torch.Generator) -> torch.Tensor:

@@ -41,7 +41,7 @@ class CartPole(BatchedEnv):
     def _observe(self, state: torch.Tensor) -> torch.Tensor:
         return state.clone()
 
-    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced=False):
         x, x_dot, theta, theta_dot = state.unbind(1)
         force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(state.dtype)
         costheta = torch.cos(theta)
@@ -56,8 +56,6 @@ class CartPole(BatchedEnv):
         theta = theta + TAU * theta_dot
         theta_dot = theta_dot + TAU * thetaacc
         new_state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
-        terminated = (
-            (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (theta > THETA_THRESHOLD)
-        )
+        terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
         reward = torch.ones_like(x)
         return new_state, reward, terminated

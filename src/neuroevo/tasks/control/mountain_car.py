@@ -42,7 +42,7 @@ class MountainCar(BatchedEnv):
     def _observe(self, state: torch.Tensor) -> torch.Tensor:
         return state.clone()
 
-    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced=False):
         position, velocity = state.unbind(1)
         velocity = velocity + (
             (actions - 1).to(state.dtype) * self.force + torch.cos(3 * position) * (-self.gravity)
@@ -74,12 +74,12 @@ class MountainCarContinuous(BatchedEnv):
     def _observe(self, state: torch.Tensor) -> torch.Tensor:
         return state.clone()
 
-    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced=False):
         # Gymnasium's state and Box actions are float32 and NumPy keeps float32 arithmetic
         # (NEP 50), except on the first step after reset, whose state is float64. Both are
         # reproduced here, so this env agrees bit for bit with Gymnasium in either dtype.
         f32, f64 = torch.float32, torch.float64
-        first = self.elapsed == 0
+        first = elapsed == 0
         a32 = actions[:, 0].to(f32)
         clipped = (a32 < -1.0) | (a32 > 1.0)
         force = a32.clamp(-1.0, 1.0)

@@ -50,7 +50,7 @@ class Pendulum(BatchedEnv):
         th, thdot = state.unbind(1)
         return torch.stack((torch.cos(th), torch.sin(th), thdot), dim=1)
 
-    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor):
+    def _dynamics(self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced=False):
         th, thdot = state.unbind(1)
         # the torque is a float32 Box action: as in NumPy, terms in u alone are float32
         u = actions[:, 0].to(torch.float32).clamp(-MAX_TORQUE, MAX_TORQUE)

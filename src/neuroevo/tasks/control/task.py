@@ -29,11 +29,13 @@ import torch
 from pydantic import Field, field_validator
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.compile import compile_enabled
 from neuroevo.core.contracts import Capability, MemberResults, activations_per_sample
 from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 from neuroevo.tasks.control.base import BatchedEnv
 from neuroevo.tasks.control.envs import ENVS, make_env
+from neuroevo.tasks.control.fused import COMPILE_MIN_ROWS, block_steps, fusable, fused_block
 from neuroevo.tasks.control.normalization import RunningObsNorm
 from neuroevo.tasks.control.policy import as_population, map_actions, population_size
 
@@ -49,6 +51,11 @@ class ControlParams(TaskParams):
     action_noise: float = Field(0.1, ge=0, description="pre-tanh Gaussian std when deterministic = false")
     eval_episodes: int = Field(100, ge=1, description="held-out episodes run by validate()")
     dtype: Literal["float32", "float64"] = Field("float32", description="env and observation precision")
+    compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch.compile the fused rollout: true, false, or auto (when P x E >= "
+        f"{COMPILE_MIN_ROWS}); see neuroevo.tasks.control.fused",
+    )
 
     @field_validator("env")
     @classmethod
@@ -214,6 +221,7 @@ class ControlTask(EpisodicTask):
         self.seed = int(seed)
         self.device = torch.device(device)
         self.compact = bool(compact)
+        self.compile = p.compile
         self.env = self.make_env()
         self.in_features = self.env.obs_dim
         self.out_features = self.env.num_actions if self.env.discrete else self.env.action_dim
@@ -248,8 +256,23 @@ class ControlTask(EpisodicTask):
     ) -> Rollout:
         """Run every member from each of ``initial_states[E, S]`` until all episodes end.
 
-        Uses the current (frozen) observation statistics and does not update them.
+        Uses the current (frozen) observation statistics and does not update them. An MLP
+        population with deterministic actions runs the fused path (``fused_rollout``).
         """
+        if fusable(phenotype, population, deterministic=self.deterministic):
+            return self.fused_rollout(phenotype, population, initial_states)
+        return self.plain_rollout(phenotype, population, initial_states, action_generator=action_generator)
+
+    def plain_rollout(
+        self,
+        phenotype: Any,
+        population: Any,
+        initial_states: torch.Tensor,
+        *,
+        action_generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """``rollout`` for any phenotype and population: one eager step at a time, finished
+        members dropped from the batch as soon as at most half are running."""
         members = population_size(population)
         episodes = int(initial_states.shape[0])
         env = self.make_env()
@@ -329,3 +352,88 @@ class ControlTask(EpisodicTask):
 
     def episode_starts(self, episodes: int, generation: int, stream: int, purpose: str) -> torch.Tensor:
         return self.initial_states(episodes, generation, stream, purpose)
+
+    # -- the fused rollout ---------------------------------------------------------------------------
+    def use_compile(self, rows: int) -> bool:
+        """Whether a fused rollout of ``rows`` env rows (P x E) is compiled (``compile`` key)."""
+        if self.compile == "auto":
+            return compile_enabled() and rows >= COMPILE_MIN_ROWS
+        return bool(self.compile)
+
+    def fused_rollout(
+        self, phenotype: Any, population: torch.Tensor, initial_states: torch.Tensor, *, compiled=None
+    ) -> Rollout:
+        """``rollout`` for an MLP population, ``block_steps(env)`` steps per fused block (see ``fused``).
+
+        Eager (``compiled`` False) it gives the plain path's results bit for bit; compiled they
+        agree to float rounding. ``compiled`` None decides by the ``compile`` key.
+        """
+        members = int(population.shape[0])
+        episodes = int(initial_states.shape[0])
+        n = members * episodes
+        compiled = self.use_compile(n) if compiled is None else bool(compiled)
+        block = fused_block(
+            self.env, phenotype.activations, normalize=self.obs_norm.enabled, compiled=compiled
+        )
+        env, dev, dtype = self.env, self.device, self.dtype
+        state = initial_states.to(device=dev, dtype=dtype).repeat(members, 1)
+        elapsed = torch.zeros(n, dtype=torch.long, device=dev)
+        active = torch.ones(n, dtype=torch.bool, device=dev)
+        returns = torch.zeros(n, dtype=torch.float64, device=dev)
+        lengths = torch.zeros(n, dtype=torch.long, device=dev)
+        obs_sum = torch.zeros(members, env.obs_dim, dtype=torch.float64, device=dev)
+        obs_sumsq = torch.zeros(members, env.obs_dim, dtype=torch.float64, device=dev)
+        mean, inv_std = self.obs_norm.frozen(dtype)
+        if env.discrete:
+            low = high = torch.zeros(1, dtype=dtype, device=dev)
+        else:
+            low, high = self.action_low, self.action_high
+        out_rows = torch.arange(n, device=dev)  # the full-size row of each working row
+        out_members = torch.arange(members, device=dev)
+        results = [returns.clone(), lengths.clone(), obs_sum.clone(), obs_sumsq.clone()]
+        can_compact = self.compact and not compiled
+        pop = population
+        carry = (state, elapsed, active, returns, lengths, obs_sum, obs_sumsq)
+
+        def flush(rows: torch.Tensor, member_rows: torch.Tensor, keep: torch.Tensor | None = None) -> None:
+            """Copy finished working rows (all when ``keep`` is None) into the full-size results."""
+            w_returns, w_lengths, w_sum, w_sumsq = carry[3:]
+            sel, msel = (slice(None), slice(None)) if keep is None else (~keep, ~running)
+            results[0][rows[sel]] = w_returns[sel]
+            results[1][rows[sel]] = w_lengths[sel]
+            if self.obs_norm.enabled:
+                results[2][member_rows[msel]] = w_sum[msel]
+                results[3][member_rows[msel]] = w_sumsq[msel]
+
+        with torch.no_grad():
+            weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
+            for _ in range(-(-env.max_steps // block_steps(env))):
+                carry = block(weights, mean, inv_std, low, high, *carry)
+                active = carry[2]
+                running = active.view(-1, episodes).any(1)
+                still = int(running.sum())
+                if still == 0:
+                    break
+                alive = running.shape[0]
+                if can_compact and still <= alive // 2:
+                    keep = running.repeat_interleave(episodes)
+                    flush(out_rows, out_members, keep)
+                    carry = tuple(t[keep] for t in carry[:5]) + tuple(t[running] for t in carry[5:])
+                    out_rows, out_members = out_rows[keep], out_members[running]
+                    pop = pop[running]
+                    weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
+            flush(out_rows, out_members)
+        returns, lengths = results[0].view(members, episodes), results[1].view(members, episodes)
+        count = (
+            lengths.sum(1).double()
+            if self.obs_norm.enabled
+            else torch.zeros(members, dtype=torch.float64, device=dev)
+        )
+        return Rollout(
+            returns=returns,
+            lengths=lengths,
+            steps=int(lengths.sum()),
+            obs_count=count,
+            obs_sum=results[2],
+            obs_sumsq=results[3],
+        )
