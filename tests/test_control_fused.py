@@ -58,7 +58,8 @@ def test_fused_compaction_keeps_results_and_evaluate_uses_fused() -> None:
 
 def test_auto_compiles_only_large_batches(monkeypatch) -> None:
     monkeypatch.setenv("NEUROEVO_COMPILE", "1")
-    auto = ControlTask("CartPole-v1")
+    assert not ControlTask("CartPole-v1").use_compile(10**6)  # the default: eager
+    auto = ControlTask("CartPole-v1", compile="auto")
     assert not auto.use_compile(COMPILE_MIN_ROWS - 1) and auto.use_compile(COMPILE_MIN_ROWS)
     assert ControlTask("CartPole-v1", compile=True).use_compile(1)
     assert not ControlTask("CartPole-v1", compile=False).use_compile(10**6)

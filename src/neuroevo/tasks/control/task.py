@@ -52,7 +52,7 @@ class ControlParams(TaskParams):
     eval_episodes: int = Field(100, ge=1, description="held-out episodes run by validate()")
     dtype: Literal["float32", "float64"] = Field("float32", description="env and observation precision")
     compile: bool | Literal["auto"] = Field(
-        "auto",
+        False,
         description="torch.compile the fused rollout: true, false, or auto (when P x E >= "
         f"{COMPILE_MIN_ROWS}); see neuroevo.tasks.control.fused",
     )
