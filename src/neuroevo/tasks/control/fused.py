@@ -13,17 +13,17 @@ Two ways to run the block:
 - eager: the same operations as the plain path (``baddbmm`` forward, the env's own dynamics),
   so the results are bit-identical to it; finished members are dropped at block boundaries
   (compaction), as in the plain path;
-- compiled: ``torch.compile`` (inductor: one C++ loop nest per step on the CPU) of the block,
-  through ``neuroevo.core.compile.maybe_compile`` (eager fallback with one warning line). The
+- compiled: an AOTInductor package of the block (``torch.export`` + inductor: one C++ loop nest
+  per step on the CPU), cached on disk; where it cannot be built, ``torch.compile`` through
+  ``neuroevo.core.compile.maybe_compile``, then eager, with one warning line. The
   forward is written as broadcast multiply-and-sum so that inductor fuses it with the env step
   instead of calling an external matmul; results agree with eager to float rounding. The batch
   keeps its shape (no compaction: a new shape would compile again).
 
 Compiling costs seconds (cold: ~10 s or more per shape, with inductor's import; inductor's
-on-disk cache makes later processes pay less), so ``ControlParams.compile = "auto"`` compiles
-only rollouts of at least ``COMPILE_MIN_ROWS`` env rows (``P x E``), where the per-step saving
-pays for it within a few generations; ``true`` always compiles (long runs at small P x E),
-``false`` never does.
+on-disk cache makes later processes pay less), so ``ControlParams.compile`` is false (eager) by
+default; ``"auto"`` compiles only rollouts of at least ``COMPILE_MIN_ROWS`` env rows (``P x E``),
+where the per-step saving pays for it within a few generations; ``true`` always compiles.
 """
 
 from __future__ import annotations
