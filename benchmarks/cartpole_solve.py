@@ -175,7 +175,7 @@ CONTENDERS = {
     "evotorch": solve_evotorch,
 }
 LABELS = {
-    "neuroevo": "neuroevo OpenES, fused env (auto: eager)",
+    "neuroevo": "neuroevo OpenES, fused env (default: eager)",
     "neuroevo-compiled": "neuroevo OpenES, fused env, compile=true",
     "evosax": "evosax 0.3 Open_ES + gymnax (jit, vmap)",
     "evotorch": "EvoTorch 0.6 PGPE + GymNE",
