@@ -448,15 +448,7 @@ class RayExecutor:
             try:
                 outcomes.extend(ray.get(done[0])[0])
             except lost:
-                self.worker_failures += 1
-                self._actors[actor] = None
-                live = self.live()
-                if not live:
-                    raise WorkersLostError(
-                        f"generation {generation}: every Ray worker died ({self.worker_failures} failures); "
-                        "the run stops",
-                        generation,
-                    ) from None
+                live = self._lose(actor, generation)
                 moved: dict[int, list[Any]] = {}
                 for k, job in enumerate(batch):  # rebuilt from the driver's snapshot at this ready point
                     target = live[k % len(live)]
@@ -500,6 +492,19 @@ class RayExecutor:
             "bytes_in": float(self.bytes_in),
         }
 
+    def _lose(self, actor: int, generation: int) -> list[int]:
+        """Count a lost actor and forget it; the live actors, or WorkersLostError when none is left."""
+        self.worker_failures += 1
+        self._actors[actor] = None
+        live = self.live()
+        if not live:
+            raise WorkersLostError(
+                f"generation {generation}: every Ray worker died ({self.worker_failures} failures); "
+                "the run stops",
+                generation,
+            ) from None
+        return live
+
     def live(self) -> list[int]:
         return [i for i, a in enumerate(self._actors) if a is not None]
 
@@ -542,15 +547,7 @@ class RayExecutor:
             try:
                 results[index] = ray.get(ref)[0]
             except lost:
-                self.worker_failures += 1
-                self._actors[actor] = None
-                live = self.live()
-                if not live:
-                    raise WorkersLostError(
-                        f"generation {generation}: every Ray worker died ({self.worker_failures} failures); "
-                        "the run stops",
-                        generation,
-                    ) from None
+                live = self._lose(actor, generation)
                 busy = {a for _, a in pending.values()}
                 target = next((a for a in live if a not in busy), live[index % len(live)])
                 pending[self._submit(target, shards[index], generation, stream)] = (index, target)
