@@ -182,6 +182,17 @@ print(ray.cluster_resources().get("CPU", 0))
 from neuroevo.tasks.control.task import ControlTask  # noqa: E402
 
 
+def kill_worker_once(marker: str, driver: int) -> None:
+    """SIGKILL this process if it is a worker (not ``driver``) and the first to create ``marker``."""
+    if os.getpid() == driver:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class KillOnce(ControlTask):
     """CartPole whose worker process SIGKILLs itself while evaluating generation ``kill_at``.
 
@@ -194,11 +205,6 @@ class KillOnce(ControlTask):
         self.marker, self.kill_at, self.driver = marker, kill_at, os.getpid()
 
     def evaluate_members(self, phenotype, population, generation=0, *, stream=0):
-        if generation == self.kill_at and os.getpid() != self.driver:
-            try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                pass
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
+        if generation == self.kill_at:
+            kill_worker_once(self.marker, self.driver)
         return super().evaluate_members(phenotype, population, generation, stream=stream)

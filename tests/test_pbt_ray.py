@@ -11,7 +11,6 @@ ends the same. The vectorised PBT task stays refused on Ray with one line.
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from neuroevo.runtime.rundir import RunDir  # noqa: E402
 from neuroevo.strategies.pbt import PBT  # noqa: E402
 from neuroevo.tasks.pbt import PBTSupervised  # noqa: E402
 from neuroevo.tasks.pbt_sequential import PBTSequential, set_optimizer_hyperparams  # noqa: E402
+from ray_cluster import kill_worker_once  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -69,13 +69,8 @@ class Iris:
         generation, member, idx = data
         if (generation, member) == self.fail:
             raise FloatingPointError("diverged")
-        if generation == self.kill_at and os.getpid() != self.driver:
-            try:
-                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-            except FileExistsError:
-                pass
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
+        if generation == self.kill_at:
+            kill_worker_once(self.marker, self.driver)
         set_optimizer_hyperparams(state["optimizer"], hyperparams)
         state["optimizer"].zero_grad()
         loss = F.cross_entropy(state["model"](self.x[idx]), self.y[idx])

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroevo.core.errors import ConfigError
+from neuroevo.strategies.pbt.strategy import read_events
 
 SEED_DIR_RE = re.compile(r"^seed-(\d+)$")
 STOP_RE = re.compile(r"stop reason: (\S+)")
@@ -108,7 +109,7 @@ class Run:
             metrics=run.read_metrics(),
             config=run.config.read_text() if run.config.is_file() else "",
             best=json.loads(best.read_text()) if best.is_file() else None,
-            pbt=_read_jsonl(path / "pbt.jsonl"),
+            pbt=read_events(path / "pbt.jsonl"),
             stop_reason=stops[-1] if stops else "",
         )
 
@@ -652,18 +653,6 @@ def _minus(a: list[float], b: list[float]) -> list[float]:
 
 def _plus(a: list[float], b: list[float]) -> list[float]:
     return [x + y for x, y in zip(a, b, strict=True)]
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    out = []
-    for raw in path.read_text().splitlines():
-        try:
-            out.append(json.loads(raw))
-        except json.JSONDecodeError:
-            break
-    return out
 
 
 __all__ = ["Group", "Run", "load", "render", "write_report", "write_run_report"]
