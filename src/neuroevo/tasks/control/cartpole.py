@@ -43,19 +43,17 @@ class CartPole(BatchedEnv):
 
     def _dynamics(self, state: torch.Tensor, actions: torch.Tensor, elapsed: torch.Tensor, *, traced=False):
         x, x_dot, theta, theta_dot = state.unbind(1)
-        force = torch.where(actions == 1, FORCE_MAG, -FORCE_MAG).to(state.dtype)
+        force = actions.to(state.dtype) * (2 * FORCE_MAG) - FORCE_MAG  # exactly +-FORCE_MAG for 1 / 0
         costheta = torch.cos(theta)
         sintheta = torch.sin(theta)
         temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
         thetaacc = (GRAVITY * sintheta - costheta * temp) / (
-            LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS)
+            LENGTH * torch.rsub(MASSPOLE * (costheta * costheta) / TOTAL_MASS, 4.0 / 3.0)  # 4/3 - (..)
         )
         xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
-        x = x + TAU * x_dot
-        x_dot = x_dot + TAU * xacc
-        theta = theta + TAU * theta_dot
-        theta_dot = theta_dot + TAU * thetaacc
-        new_state = torch.stack((x, x_dot, theta, theta_dot), dim=1)
+        # Euler: every entry s + TAU * ds, as Gymnasium's four updates, in three ops
+        new_state = state + TAU * torch.stack((x_dot, xacc, theta_dot, thetaacc), dim=1)
+        x, theta = new_state[:, 0], new_state[:, 2]
         terminated = (x.abs() > X_THRESHOLD) | (theta.abs() > THETA_THRESHOLD)
         reward = torch.ones_like(x)
         return new_state, reward, terminated

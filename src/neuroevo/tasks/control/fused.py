@@ -47,14 +47,17 @@ from neuroevo.core.compile import maybe_compile
 from neuroevo.nn.activations import get_activation
 from neuroevo.tasks.control.base import BatchedEnv
 
-#: steps per fused block, unless the env sets ``block_steps``; ``active.any()`` (the only host
-#: sync) runs once per block. More steps per block cost compile time (the block is unrolled).
+#: steps per eager fused block, unless the env sets ``block_steps``; ``active.any()`` (the only
+#: host sync) runs once per block.
 BLOCK_STEPS = 10
+#: steps per compiled block: the block is unrolled, so each step costs compile time (CartPole,
+#: cold: ~10 s at 2 steps, ~16 s at 10), while a call of a compiled block costs microseconds
+COMPILED_BLOCK_STEPS = 2
 
 
-def block_steps(env: BatchedEnv) -> int:
+def block_steps(env: BatchedEnv, *, compiled: bool = False) -> int:
     """Steps per fused block for ``env`` (Acrobot's RK4 step is large: fewer per block)."""
-    return int(env.block_steps or BLOCK_STEPS)
+    return int(env.block_steps or (COMPILED_BLOCK_STEPS if compiled else BLOCK_STEPS))
 
 
 #: ``compile = "auto"`` compiles a rollout of at least this many env rows (P x E)
@@ -81,6 +84,12 @@ def fusable(phenotype: Any, population: Any, *, deterministic: bool) -> bool:
     )
 
 
+def block_weights(phenotype: Any, population: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(W_0, b_0, W_1, b_1, ...)`` of an MLP population as a block takes them: views of
+    ``population``, each bias ``[P, 1, out]`` so that no step has to unsqueeze it."""
+    return tuple(t for w, b in phenotype.layer_views(population) for t in (w, b.unsqueeze(1)))
+
+
 def make_block(
     env: BatchedEnv,
     activations: Sequence[str],
@@ -94,7 +103,8 @@ def make_block(
     ``block(weights, mean, inv_std, low, high, state, elapsed, active, returns, lengths, obs_sum,
     obs_sumsq)`` returns the new ``(state, elapsed, active, returns, lengths, obs_sum,
     obs_sumsq)``. ``weights`` is ``(W_0, b_0, W_1, b_1, ...)`` with ``W_l[P, in, out]``
-    and ``b_l[P, out]``; ``state[N, S]`` with ``N = P * E`` (row ``p * E + e``); ``returns[N]``
+    and ``b_l[P, 1, out]`` (``block_weights``); ``state[N, S]`` with ``N = P * E`` (row
+    ``p * E + e``); ``returns[N]``
     float64, ``lengths[N]`` and ``elapsed[N]`` long, ``active[N]`` bool; the observation sums
     are per member, float64, and only accumulated when ``normalize`` (the observation count
     of a member is the sum of its episode lengths). ``mean``, ``inv_std``,
@@ -111,9 +121,9 @@ def make_block(
         for layer, act in enumerate(acts):
             w, b = weights[2 * layer], weights[2 * layer + 1]
             if broadcast_matmul:  # fusable with the elementwise work around it
-                z = (h.unsqueeze(-1) * w.unsqueeze(1)).sum(-2) + b.unsqueeze(1)
+                z = (h.unsqueeze(-1) * w.unsqueeze(1)).sum(-2) + b
             else:  # the plain path's operation: bit-identical to PopulationMLP.forward
-                z = torch.baddbmm(b.unsqueeze(1), h, w)
+                z = torch.baddbmm(b, h, w)
             h = act(z)
         return h
 
@@ -136,8 +146,9 @@ def make_block(
         episodes = rows // members
         for _ in range(steps):
             obs = env._observe(state)
+            mask = active.unsqueeze(1)
             if normalize:  # per-member sums, in the plain path's order (count: from lengths, after)
-                obs64 = obs.to(f64) * active.unsqueeze(1)
+                obs64 = obs.to(f64) * mask
                 sq = obs64 * obs64
                 if episodes > 1:  # a sum over one episode is the row itself
                     obs64, sq = (
@@ -150,17 +161,16 @@ def make_block(
             out = forward(weights, obs.view(members, episodes, -1).to(weights[0].dtype))
             out = out.reshape(rows, -1)
             if num_actions > 0:
-                actions = out[:, :num_actions].argmax(-1)
+                actions = (out if out.shape[1] == num_actions else out[:, :num_actions]).argmax(-1)
             else:
                 lo, hi = low.to(out.dtype), high.to(out.dtype)  # as map_actions: in the network's dtype
                 actions = (lo + (torch.tanh(out) + 1.0) * 0.5 * (hi - lo)).to(state.dtype)
             new_state, reward, terminated = env._dynamics(state, actions, elapsed, traced=True)
-            state = torch.where(active.unsqueeze(1), new_state, state)
+            state = torch.where(mask, new_state, state)
             returns = returns + (reward * active).to(f64)
-            lengths = lengths + active.long()
-            elapsed = torch.where(active, elapsed + 1, elapsed)
-            ended = (terminated & active) | (elapsed >= max_steps)
-            active = active & ~ended
+            lengths = lengths + active  # bool adds as 0/1
+            elapsed = elapsed + active
+            active = active & ~terminated & (elapsed < max_steps)
         return state, elapsed, active, returns, lengths, obs_sum, obs_sumsq
 
     return block
@@ -181,7 +191,8 @@ class AotBlock:
 
     def __init__(self, env: BatchedEnv, activations: Sequence[str], *, normalize: bool):
         self.env, self.activations, self.normalize = env, tuple(activations), normalize
-        self.block = make_block(env, activations, normalize=normalize, broadcast_matmul=True)
+        steps = block_steps(env, compiled=True)
+        self.block = make_block(env, activations, normalize=normalize, steps=steps, broadcast_matmul=True)
         self.loaders: dict[tuple, Any] = {}
         self.fallback: Callable[..., Carry] | None = None
 
@@ -217,8 +228,11 @@ class AotBlock:
 
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.pt2")
-            with warnings.catch_warnings():  # torch-internal deprecation notices, not the user's
-                warnings.simplefilter("ignore", FutureWarning)
+            # ``vec_isa_ok``: take the vector ISA from the CPU's flags (which inductor reads) without
+            # inductor's test build of every ISA (~7 s on a cold cache); a compiler that cannot build
+            # for it fails here, and the block falls back to ``torch.compile``, which runs the tests
+            with warnings.catch_warnings(), inductor.config.patch({"cpp.vec_isa_ok": True}):
+                warnings.simplefilter("ignore", FutureWarning)  # torch-internal notices, not the user's
                 program = torch.export.export(Block(), tuple(flat))
                 inductor.aoti_compile_and_package(program, package_path=str(tmp))
             os.replace(tmp, path)  # atomic: a concurrent process sees a whole package or none
@@ -249,9 +263,8 @@ def _package_path(env: BatchedEnv, activations: tuple, normalize: bool, layout: 
     )
     digest = hashlib.sha256(_source_digest(type(env)).encode())
     settings = (torch.__version__, type(env).__qualname__, env.max_steps, str(env.dtype), str(env.device))
-    digest.update(
-        repr((settings, activations, normalize, block_steps(env), torch.get_num_threads(), layout)).encode()
-    )
+    steps = block_steps(env, compiled=True)
+    digest.update(repr((settings, activations, normalize, steps, torch.get_num_threads(), layout)).encode())
     return Path(root) / f"{env.id}-{digest.hexdigest()[:24]}.pt2"
 
 
@@ -272,7 +285,13 @@ def fused_block(
         elif env.device.type == "cpu":
             block = AotBlock(env, activations, normalize=normalize)
         else:
-            block = make_block(env, activations, normalize=normalize, broadcast_matmul=True)
+            block = make_block(
+                env,
+                activations,
+                normalize=normalize,
+                steps=block_steps(env, compiled=True),
+                broadcast_matmul=True,
+            )
             block = maybe_compile(
                 block, name=f"{env.id} fused rollout", device=str(env.device), dynamic=False
             )

@@ -35,7 +35,7 @@ from neuroevo.core.types import Fitness
 from neuroevo.tasks.base import Task, TaskParams
 from neuroevo.tasks.control.base import BatchedEnv
 from neuroevo.tasks.control.envs import ENVS, make_env
-from neuroevo.tasks.control.fused import COMPILE_MIN_ROWS, block_steps, fusable, fused_block
+from neuroevo.tasks.control.fused import COMPILE_MIN_ROWS, block_steps, block_weights, fusable, fused_block
 from neuroevo.tasks.control.normalization import RunningObsNorm
 from neuroevo.tasks.control.policy import as_population, map_actions, population_size
 
@@ -299,7 +299,7 @@ class ControlTask(EpisodicTask):
         )
         pop, alive = population, members
         steps = 0
-        with torch.no_grad():
+        with torch.inference_mode():
             for _ in range(env.max_steps):
                 if self.obs_norm.enabled:  # per-member sums: the merge reduces them in member order
                     mask = active.unsqueeze(1).to(torch.float64)
@@ -405,9 +405,9 @@ class ControlTask(EpisodicTask):
                 results[2][member_rows[msel]] = w_sum[msel]
                 results[3][member_rows[msel]] = w_sumsq[msel]
 
-        with torch.no_grad():
-            weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
-            for _ in range(-(-env.max_steps // block_steps(env))):
+        with torch.inference_mode():  # ~20% less per-op overhead than no_grad on small tensors
+            weights = block_weights(phenotype, pop)
+            for _ in range(-(-env.max_steps // block_steps(env, compiled=compiled))):
                 carry = block(weights, mean, inv_std, low, high, *carry)
                 active = carry[2]
                 running = active.view(-1, episodes).any(1)
@@ -421,7 +421,7 @@ class ControlTask(EpisodicTask):
                     carry = tuple(t[keep] for t in carry[:5]) + tuple(t[running] for t in carry[5:])
                     out_rows, out_members = out_rows[keep], out_members[running]
                     pop = pop[running]
-                    weights = tuple(t for wb in phenotype.layer_views(pop) for t in wb)
+                    weights = block_weights(phenotype, pop)
             flush(out_rows, out_members)
         returns, lengths = results[0].view(members, episodes), results[1].view(members, episodes)
         count = (
