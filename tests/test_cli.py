@@ -174,3 +174,30 @@ def test_neat_run_exports_its_best_genome(tmp_path):
     for batch in (1, 4, 9):  # the batch dimension stays dynamic
         x = torch.rand(batch, 2, generator=torch.Generator().manual_seed(batch))
         torch.testing.assert_close(exported(x), module(x))
+
+
+def test_resume_of_a_checkpoint_from_another_noise_generator_is_refused(tmp_path):
+    """Every checkpoint records the noise generator (``NOISE_VERSION``); resuming one drawn by
+    another is refused in one line, exit 2, with the folder untouched; a checkpoint from before
+    versions were recorded (no ``noise`` key) resumes as version 1."""
+    import json
+
+    from neuroevo.core.random import NOISE_VERSION
+
+    config = tmp_path / "good.toml"
+    config.write_text(GOOD)
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out), "--generations", "4"]) == 0
+    (ckpt,) = sorted((out / "checkpoints").glob("*.json"))
+    meta = json.loads(ckpt.read_text())
+    assert meta["noise"] == NOISE_VERSION
+    ckpt.write_text(json.dumps({**meta, "noise": "philox4x32-10/1"}))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    done = _cli("resume", out, "--generations", "8")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert "noise = 'philox4x32-10/1'" in done.stderr and NOISE_VERSION in done.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    ckpt.write_text(json.dumps({k: v for k, v in meta.items() if k != "noise"}))
+    assert main(["resume", str(out), "--generations", "8"]) == 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 8

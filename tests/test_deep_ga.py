@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from neuroevo.core import random as nrandom
+from neuroevo.core.errors import ConfigError
 from neuroevo.nn import PopulationMLP
 from neuroevo.strategies import GA, STRATEGIES, SeedGA, reconstruct
 from neuroevo.strategies.deep_ga import reconstruct_many
@@ -280,3 +281,16 @@ def test_seeds_beyond_63_bits_survive_the_trie():
     assert recipe.chains(0, 2) == (chains, powers) and recipe.seed.numel() == 3
     expected = reconstruct_many(chains, powers, None, 7, init_std=0.1)
     assert torch.equal(recipe.rows(0, 2), expected)
+
+
+def test_genome_of_another_noise_generator_is_refused():
+    """A genome records the generator that drew it; one drawn by another is refused, not rebuilt
+    into different weights. A genome from before versions were recorded is version 1."""
+    sg = make()
+    run(sg, 2)
+    genome = json.loads(json.dumps(sg.genome(0)))
+    assert genome["noise"] == nrandom.NOISE_VERSION
+    unversioned = {k: v for k, v in genome.items() if k != "noise"}
+    assert torch.equal(reconstruct(unversioned), reconstruct(genome))
+    with pytest.raises(ConfigError, match=r"noise = 'philox4x32-10/1'.*draws 'splitmix64-mt19937/1'"):
+        reconstruct({**genome, "noise": "philox4x32-10/1"})

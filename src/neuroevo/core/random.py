@@ -15,6 +15,24 @@ import torch
 
 _MASK64 = (1 << 64) - 1
 
+#: what draws a key's numbers: SplitMix64 keys seeding CPU Mersenne-Twister generators. Every
+#: checkpoint and seed-chain genome records it; one written under another version is refused
+#: (``check_noise_version``), since its continuation or rebuild would draw different numbers.
+NOISE_VERSION = FIRST_NOISE_VERSION = "splitmix64-mt19937/1"
+
+
+def check_noise_version(found: str | None, where: str) -> None:
+    """Raise ``ConfigError`` unless ``found`` (None: written before versions, i.e. version 1) is
+    ``NOISE_VERSION``: a run or genome drawn by another generator cannot be continued bit for bit."""
+    from neuroevo.core.errors import ConfigError
+
+    found = found or FIRST_NOISE_VERSION
+    if found != NOISE_VERSION:
+        raise ConfigError(
+            f"{where}: noise = {found!r} was drawn by another random generator; this neuroevo "
+            f"draws {NOISE_VERSION!r} (use the neuroevo version that wrote it, or start a new run)"
+        )
+
 
 def _splitmix64(x: int) -> int:
     x = (x + 0x9E3779B97F4A7C15) & _MASK64

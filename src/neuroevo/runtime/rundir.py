@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
+from neuroevo.core import random as nrandom
 from neuroevo.core.contracts import MemberSpecs, NamedTensors
 from neuroevo.core.errors import ConfigError
 from neuroevo.runtime.storage import atomic_write, atomic_write_text, load_state, save_state
@@ -219,7 +220,8 @@ class RunDir:
         """Atomically write the checkpoint for ``generation`` and drop all but the newest ``keep``."""
         with self.metrics.open("a") as handle:  # metrics up to here are durable before the checkpoint is
             os.fsync(handle.fileno())
-        save_state(self.checkpoint_stem(generation), state, {"generation": generation})
+        extra = {"generation": generation, "noise": nrandom.NOISE_VERSION}
+        save_state(self.checkpoint_stem(generation), state, extra)
         for old in self.checkpoint_generations()[:-keep] if keep > 0 else []:
             for suffix in (".json", ".safetensors"):
                 self.checkpoint_stem(old).with_suffix(suffix).unlink(missing_ok=True)
@@ -231,12 +233,17 @@ class RunDir:
         return sorted(gens)
 
     def latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
-        """The newest complete checkpoint (its JSON and tensor file agree), or None."""
+        """The newest complete checkpoint (its JSON and tensor file agree), or None.
+
+        Raises ``ConfigError`` when it was drawn by another noise generator (``NOISE_VERSION``).
+        """
         for generation in reversed(self.checkpoint_generations()):
+            stem = self.checkpoint_stem(generation)
             try:
-                state, _ = load_state(self.checkpoint_stem(generation))
+                state, meta = load_state(stem)
             except (ValueError, OSError, json.JSONDecodeError):
                 continue
+            nrandom.check_noise_version(meta.get("noise"), f"{stem.with_suffix('.json')}")
             return generation, state
         return None
 

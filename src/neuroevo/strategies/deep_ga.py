@@ -290,6 +290,7 @@ def reconstruct(
         genome = chain
         if genome.get("format", GENOME_FORMAT) != GENOME_FORMAT:
             raise ValueError(f"genome format {genome.get('format')!r}; expected {GENOME_FORMAT!r}")
+        nrandom.check_noise_version(genome.get("noise"), "seed-chain genome")
         seeds = [int(s) for s in genome["seeds"]]
         if sigma is None:
             sigma = genome["sigmas"] if "sigmas" in genome else genome.get("sigma", 0.0)
@@ -419,6 +420,7 @@ class SeedGA(Strategy):
         """A JSON-able, self-contained genome: what ``reconstruct`` takes."""
         genome: dict[str, Any] = {
             "format": GENOME_FORMAT,
+            "noise": nrandom.NOISE_VERSION,
             "seeds": [int(s) for s in chain],
             "num_params": self.num_params,
             "dtype": _dtype_name(self.dtype),
