@@ -97,6 +97,7 @@ def make_block(
     normalize: bool,
     steps: int | None = None,
     broadcast_matmul: bool = False,
+    traced: bool = True,
 ) -> Callable[..., Carry]:
     """A pure function running ``steps`` masked steps of ``env``'s dynamics under an MLP policy.
 
@@ -109,6 +110,10 @@ def make_block(
     are per member, float64, and only accumulated when ``normalize`` (the observation count
     of a member is the sum of its episode lengths). ``mean``, ``inv_std``,
     ``low``, ``high`` are in the env dtype (``low``/``high`` unused for discrete actions).
+    ``traced`` runs the env's ``_dynamics(traced=True)``, without host syncs (compiled blocks,
+    and eager on a GPU); eager on the CPU, where a sync costs an op, takes the exact untraced
+    dynamics of the plain path (Acrobot: a wrap loop that usually runs no round, against a fixed
+    four).
     """
     steps = block_steps(env) if steps is None else int(steps)
     acts = [get_activation(a) for a in activations]
@@ -165,7 +170,7 @@ def make_block(
             else:
                 lo, hi = low.to(out.dtype), high.to(out.dtype)  # as map_actions: in the network's dtype
                 actions = (lo + (torch.tanh(out) + 1.0) * 0.5 * (hi - lo)).to(state.dtype)
-            new_state, reward, terminated = env._dynamics(state, actions, elapsed, traced=True)
+            new_state, reward, terminated = env._dynamics(state, actions, elapsed, traced=traced)
             state = torch.where(mask, new_state, state)
             returns = returns + (reward * active).to(f64)
             lengths = lengths + active  # bool adds as 0/1
@@ -281,7 +286,7 @@ def fused_block(
     key = (type(env), env.max_steps, env.dtype, env.device, tuple(activations), normalize, compiled)
     if key not in _BLOCKS:
         if not compiled:
-            block = make_block(env, activations, normalize=normalize)
+            block = make_block(env, activations, normalize=normalize, traced=env.device.type != "cpu")
         elif env.device.type == "cpu":
             block = AotBlock(env, activations, normalize=normalize)
         else:
