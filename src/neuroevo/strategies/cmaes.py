@@ -223,6 +223,7 @@ class CMAES(Strategy):
         self.tolstagnation = self.params.tolstagnation or int(100 + 100 * n**1.5 / lam)
         self.tolfun_window = 10 + math.ceil(30 * n / lam)
         self._buffers: RankBuffers | None = None  # created by the first ask of this run
+        self._noise_buffer: torch.Tensor | None = None  # z of the current generation (see _ask)
         self._median_at = lam // 2  # sorted best first, [lam // 2] is torch.median's (lower) median
         self._condition_of: torch.Tensor | None = None  # the D whose condition is cached
         self._condition = 1.0
@@ -327,13 +328,13 @@ class CMAES(Strategy):
         return self._condition
 
     def _ask(self) -> torch.Tensor:
+        # the samples z live only from ask to tell: one buffer per run is refilled each generation
+        # (no fresh [lambda, n] allocation, whose pages the kernel would fault in again)
+        size, dtype, buf = (self.population_size, self.num_params), self._noise_dtype(), self._noise_buffer
+        if buf is None or buf.shape != size or buf.dtype != dtype:
+            buf = self._noise_buffer = torch.empty(size, dtype=dtype)
         z = nrandom.population_normal(
-            self.population_size,
-            self.num_params,
-            self.seed,
-            self.generation,
-            "noise",
-            dtype=self._noise_dtype(),
+            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=dtype, out=buf
         )
         self._z = z
         return self._members(z).to(self.dtype).to(self.device)
