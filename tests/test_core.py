@@ -102,6 +102,8 @@ def test_member_keys_equal_derive_key():
         assert nrandom.member_keys(seed, generation, members, purpose) == [
             derive_key(seed, generation, m, purpose) for m in members
         ]
+    for members in (range(0), range(64), range(3, 40, 4), range(2**40, 2**40 + 5)):
+        assert nrandom.member_keys(5, 9, members, "noise") == [derive_key(5, 9, m, "noise") for m in members]
 
 
 def test_population_normal_rows_equal_fresh_generators_and_fill_out():

@@ -58,7 +58,7 @@ def normal(
     return out.to(device)
 
 
-def member_keys(seed: int, generation: int, members: list[int], purpose: str = "") -> list[int]:
+def member_keys(seed: int, generation: int, members: range | list[int], purpose: str = "") -> list[int]:
     """``[derive_key(seed, generation, m, purpose) for m in members]``, vectorised over members.
 
     The (seed, generation) prefix and the purpose's CRC are hashed once; the two
@@ -66,17 +66,24 @@ def member_keys(seed: int, generation: int, members: list[int], purpose: str = "
     like the masked Python integers of ``derive_key``).
     """
     prefix = np.uint64(_splitmix64(_splitmix64(int(seed) & _MASK64) ^ (int(generation) & _MASK64)))
-    m = np.array([int(x) & _MASK64 for x in members], dtype=np.uint64)
+    if isinstance(members, range) and members.start >= 0 and members.step > 0:
+        m = np.arange(members.start, members.stop, members.step, dtype=np.uint64)
+    else:
+        m = np.array([int(x) & _MASK64 for x in members], dtype=np.uint64)
     h = _splitmix64_array(_splitmix64_array(m ^ prefix) ^ np.uint64(zlib.crc32(purpose.encode())))
-    return (h >> np.uint64(1)).tolist()
+    return (h >> _U1).tolist()
+
+
+_U1, _U27, _U30, _U31 = np.uint64(1), np.uint64(27), np.uint64(30), np.uint64(31)
+_GAMMA, _MIX1, _MIX2 = (np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
 
 
 def _splitmix64_array(x: np.ndarray) -> np.ndarray:
     """``_splitmix64`` on a uint64 array (arithmetic modulo 2^64)."""
-    z = x + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    z = x + _GAMMA
+    z = (z ^ (z >> _U30)) * _MIX1
+    z = (z ^ (z >> _U27)) * _MIX2
+    return z ^ (z >> _U31)
 
 
 def population_normal(
@@ -104,7 +111,7 @@ def population_normal(
         members = members.tolist()
     if isinstance(shape, int):
         shape = (shape,)
-    keys = member_keys(seed, generation, list(members), purpose)
+    keys = member_keys(seed, generation, members if isinstance(members, range) else list(members), purpose)
     size = (len(keys), *shape)
     if out is None:
         out = torch.empty(size, dtype=dtype)

@@ -24,6 +24,7 @@ metrics) or stops the run (``on_nan = "error"``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -269,9 +270,10 @@ class Strategy(ABC):
         if fitness.numel() != expected:
             raise ValueError(f"tell() got {fitness.numel()} fitness values; the population has {expected}")
         self.last_nan_count = 0
-        if not bool(torch.isfinite(fitness).all()):
+        if not math.isfinite(float(fitness.sum())):  # a finite sum: every value is finite
             bad = ~torch.isfinite(fitness)
             self.last_nan_count = int(bad.sum())
+        if self.last_nan_count:
             if self.on_nan == "error":
                 raise FitnessEvaluationError(
                     f"generation {self.generation}: {self.last_nan_count} NaN/inf fitness values "
