@@ -94,3 +94,25 @@ def test_keep_freed_memory_cuts_page_faults_and_can_be_switched_off():
     refused, _ = faults("keep", NEUROEVO_KEEP_FREED_MEMORY="0")
     assert applied == "True" and refused == "False"
     assert kept * 3 < default * 2, (kept, default)  # warm generations reuse freed memory (2-5x)
+
+
+def test_member_keys_equal_derive_key():
+    members = [0, 1, 7, 1023, 2**40 + 3, 2**63 + 5, -1]
+    for seed, generation, purpose in ((0, 0, "noise"), (2**62 + 9, 2**35, "init"), (-3, 7, "")):
+        assert nrandom.member_keys(seed, generation, members, purpose) == [
+            derive_key(seed, generation, m, purpose) for m in members
+        ]
+    for members in (range(0), range(64), range(3, 40, 4), range(2**40, 2**40 + 5)):
+        assert nrandom.member_keys(5, 9, members, "noise") == [derive_key(5, 9, m, "noise") for m in members]
+
+
+def test_population_normal_rows_equal_fresh_generators_and_fill_out():
+    for dtype in (torch.float32, torch.float64):
+        for shape in ((1,), (15,), (16,), (100,), (3, 7)):
+            block = population_normal([3, 0, 9], shape, seed=4, generation=6, dtype=dtype)
+            for row, m in zip(block, (3, 0, 9), strict=True):
+                ref = torch.randn(shape, generator=nrandom.member_generator(4, 6, m, "noise"), dtype=dtype)
+                assert torch.equal(row, ref)
+            out = torch.full((3, *shape), float("nan"), dtype=dtype)
+            assert population_normal([3, 0, 9], shape, seed=4, generation=6, dtype=dtype, out=out) is out
+            assert torch.equal(out, block)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 
+import numpy as np
 import torch
 
 _MASK64 = (1 << 64) - 1
@@ -75,6 +76,34 @@ def normal(
     return out.to(device)
 
 
+def member_keys(seed: int, generation: int, members: range | list[int], purpose: str = "") -> list[int]:
+    """``[derive_key(seed, generation, m, purpose) for m in members]``, vectorised over members.
+
+    The (seed, generation) prefix and the purpose's CRC are hashed once; the two
+    per-member SplitMix64 rounds run as uint64 array ops (which wrap modulo 2^64 exactly
+    like the masked Python integers of ``derive_key``).
+    """
+    prefix = np.uint64(_splitmix64(_splitmix64(int(seed) & _MASK64) ^ (int(generation) & _MASK64)))
+    if isinstance(members, range) and members.start >= 0 and members.step > 0:
+        m = np.arange(members.start, members.stop, members.step, dtype=np.uint64)
+    else:
+        m = np.array([int(x) & _MASK64 for x in members], dtype=np.uint64)
+    h = _splitmix64_array(_splitmix64_array(m ^ prefix) ^ np.uint64(zlib.crc32(purpose.encode())))
+    return (h >> _U1).tolist()
+
+
+_U1, _U27, _U30, _U31 = np.uint64(1), np.uint64(27), np.uint64(30), np.uint64(31)
+_GAMMA, _MIX1, _MIX2 = (np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _splitmix64_array(x: np.ndarray) -> np.ndarray:
+    """``_splitmix64`` on a uint64 array (arithmetic modulo 2^64)."""
+    z = x + _GAMMA
+    z = (z ^ (z >> _U30)) * _MIX1
+    z = (z ^ (z >> _U27)) * _MIX2
+    return z ^ (z >> _U31)
+
+
 def population_normal(
     members: int | range | list[int] | torch.Tensor,
     shape: tuple[int, ...] | int,
@@ -84,10 +113,15 @@ def population_normal(
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Noise for several members, ``[len(members), *shape]``; row i equals ``normal(.., member=members[i])``.
 
-    One generator per member is seeded; each fills its row of one preallocated buffer.
+    One CPU generator is re-seeded with each member's key (``manual_seed`` resets it to the
+    state of a fresh generator with that seed) and fills that member's row of one buffer:
+    the same bits as one new generator per member, without constructing P of them.
+    ``out`` (a contiguous CPU tensor of that shape and dtype) is filled instead of a new
+    buffer, so a strategy can reuse its noise buffer between generations.
     """
     if isinstance(members, int):
         members = range(members)
@@ -95,10 +129,16 @@ def population_normal(
         members = members.tolist()
     if isinstance(shape, int):
         shape = (shape,)
-    members = list(members)
-    out = torch.empty((len(members), *shape), dtype=dtype)
-    for row, member in enumerate(members):
-        torch.randn(shape, generator=member_generator(seed, generation, member, purpose), out=out[row])
+    keys = member_keys(seed, generation, members if isinstance(members, range) else list(members), purpose)
+    size = (len(keys), *shape)
+    if out is None:
+        out = torch.empty(size, dtype=dtype)
+    elif (tuple(out.shape), out.dtype, out.device.type) != (size, dtype, "cpu") or not out.is_contiguous():
+        raise ValueError(f"out must be a contiguous CPU {dtype} tensor of shape {size}")
+    gen = torch.Generator(device="cpu")
+    for key, row in zip(keys, out.unbind(0), strict=True):
+        gen.manual_seed(key)
+        row.normal_(generator=gen)  # what torch.randn(shape, generator=gen, out=row) runs
     return out.to(device)
 
 

@@ -24,6 +24,7 @@ metrics) or stops the run (``on_nan = "error"``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -251,8 +252,8 @@ class Strategy(ABC):
             self.descriptors = fitness.descriptors
             fitness = fitness.values
         fitness = self.check_fitness(fitness)
-        best_idx = int(torch.argmax(fitness))
-        best_value = float(fitness[best_idx])
+        value, index = torch.max(fitness, 0)  # the first maximum, as argmax
+        best_idx, best_value = int(index), float(value)
         if self.best is None or best_value > self.best.fitness:
             self.best = Best(self.member(self._asked, best_idx), best_value, self.generation)
         stats = self._tell(self._asked, fitness) or {}
@@ -262,12 +263,16 @@ class Strategy(ABC):
 
     def check_fitness(self, fitness: torch.Tensor | list[float]) -> torch.Tensor:
         """Validate shape and apply the NaN policy; returns a float64 tensor on the CPU."""
-        fitness = torch.as_tensor(fitness).detach().to("cpu", torch.float64).reshape(-1)
+        fitness = torch.as_tensor(fitness).detach().to("cpu", torch.float64)
+        if fitness.dim() != 1:
+            fitness = fitness.reshape(-1)
         expected = self.expected_population_size()
         if fitness.numel() != expected:
             raise ValueError(f"tell() got {fitness.numel()} fitness values; the population has {expected}")
-        bad = ~torch.isfinite(fitness)
-        self.last_nan_count = int(bad.sum())
+        self.last_nan_count = 0
+        if not math.isfinite(float(fitness.sum())):  # a finite sum: every value is finite
+            bad = ~torch.isfinite(fitness)
+            self.last_nan_count = int(bad.sum())
         if self.last_nan_count:
             if self.on_nan == "error":
                 raise FitnessEvaluationError(

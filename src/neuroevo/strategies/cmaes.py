@@ -95,6 +95,25 @@ class FullCovariance:
         self.Bt = b.T.contiguous()
 
 
+class RankBuffers:
+    """Scratch of the full covariance update, reused every generation of one IPOP run (not state).
+
+    ``rows`` holds ``y_1..y_lambda`` (written by ``ask``) and ``p_c``; ``coef`` their weights
+    ``c_mu w_i°`` and ``c_1``; ``scaled`` the weighted rows (and ``z D`` during ``ask``). The
+    decay, rank-one and rank-mu terms are then one ``addmm_`` into ``C`` with no allocation.
+    """
+
+    def __init__(self, lam: int, n: int, c_1: float):
+        self.rows = torch.empty((lam + 1, n), dtype=F64)
+        self.rows_t = self.rows.T
+        self.y, self.p_c = self.rows[:lam], self.rows[lam]
+        self.coef = torch.empty(lam + 1, dtype=F64)
+        self.coef[lam] = c_1
+        self.coef_w, self.coef_col = self.coef[:lam], self.coef.unsqueeze(1)
+        self.scaled = torch.empty((lam + 1, n), dtype=F64)
+        self.zd = self.scaled[:lam]
+
+
 @dataclass
 class CMAState:
     """Everything CMA-ES changes while it runs (float64, CPU)."""
@@ -203,6 +222,11 @@ class CMAES(Strategy):
         self.eigen_gap = 0.5 / (n * (self.c_1 + self.c_mu))
         self.tolstagnation = self.params.tolstagnation or int(100 + 100 * n**1.5 / lam)
         self.tolfun_window = 10 + math.ceil(30 * n / lam)
+        self._buffers: RankBuffers | None = None  # created by the first ask of this run
+        self._noise_buffer: torch.Tensor | None = None  # z of the current generation (see _ask)
+        self._median_at = lam // 2  # sorted best first, [lam // 2] is torch.median's (lower) median
+        self._condition_of: torch.Tensor | None = None  # the D whose condition is cached
+        self._condition = 1.0
 
     def _scale_learning_rates(self) -> None:
         """Hook for sep-CMA-ES, which learns the diagonal faster."""
@@ -215,13 +239,15 @@ class CMAES(Strategy):
         )
 
     def _sample_y(self, z: torch.Tensor) -> torch.Tensor:
-        """``y = B D z`` for rows ``z``."""
-        cov = self.state.covariance
-        return (z * cov.D) @ cov.Bt
+        """``y = B D z`` for rows ``z``, written into the rank-mu buffer of this run."""
+        cov, buf = self.state.covariance, self._buffers
+        if buf is None or buf.y.shape != z.shape:
+            buf = self._buffers = RankBuffers(z.shape[0], self.num_params, self.c_1)
+        return torch.mm(torch.mul(z, cov.D, out=buf.zd), cov.Bt, out=buf.y)
 
     def _whiten_sampled(self, z: torch.Tensor) -> torch.Tensor:
-        """``C^-1/2 y`` for ``y = B D z`` sampled from rows (or one vector) ``z``: ``B z``."""
-        return z @ self.state.covariance.Bt
+        """``C^-1/2 y`` for ``y = B D z`` sampled from one vector ``z``: ``B z``."""
+        return torch.mm(z.unsqueeze(0), self.state.covariance.Bt).squeeze_(0)
 
     def _noise_dtype(self) -> torch.dtype:
         """The dtype of the samples ``z`` (float64: full CMA-ES whitens with them)."""
@@ -234,14 +260,20 @@ class CMAES(Strategy):
 
     def _weighted_y(self, w: torch.Tensor) -> torch.Tensor:
         """``sum_k w_k y_k`` over this generation's members (weights in member order)."""
-        return w @ self._y
+        return torch.mm(w.unsqueeze(0), self._y).squeeze_(0)  # what w @ y runs
+
+    def _weighted_z(self, w: torch.Tensor) -> torch.Tensor:
+        """``sum_k w_k z_k`` (float64) over this generation's samples."""
+        z = self._z
+        return torch.mm(w.to(z.dtype).unsqueeze(0), z).squeeze_(0).to(F64)
 
     def _update_covariance(self, decay: float, p_c: torch.Tensor, w: torch.Tensor, generation: int) -> None:
-        cov, state = self.state.covariance, self.state
+        cov, state, buf = self.state.covariance, self.state, self._buffers
         # decay C + c_1 p_c p_c^T + c_mu sum_i w_i y_i y_i^T as one matrix product
-        rows = torch.cat([self._y, p_c.unsqueeze(0)])
-        coef = torch.cat([w * self.c_mu, w.new_full((1,), self.c_1)])
-        cov.C.mul_(decay).addmm_(rows.T, rows * coef.unsqueeze(1))
+        buf.p_c.copy_(p_c)
+        torch.mul(w, self.c_mu, out=buf.coef_w)
+        torch.mul(buf.rows, buf.coef_col, out=buf.scaled)
+        cov.C.mul_(decay).addmm_(buf.rows_t, buf.scaled)
         if generation - state.eigen_at > self.eigen_gap:
             state.eigen_at = generation
             cov.C = 0.5 * (cov.C + cov.C.T)  # (torch.triu is parallelised and slow on busy CPUs)
@@ -289,17 +321,20 @@ class CMAES(Strategy):
 
     @property
     def condition_number(self) -> float:
+        """``cond(C) = (max D / min D)^2``, computed once per decomposition."""
         d = self.state.covariance.D
-        return float((d.max() / d.min()) ** 2)
+        if self._condition_of is not d:
+            self._condition_of, self._condition = d, float((d.max() / d.min()) ** 2)
+        return self._condition
 
     def _ask(self) -> torch.Tensor:
+        # the samples z live only from ask to tell: one buffer per run is refilled each generation
+        # (no fresh [lambda, n] allocation, whose pages the kernel would fault in again)
+        size, dtype, buf = (self.population_size, self.num_params), self._noise_dtype(), self._noise_buffer
+        if buf is None or buf.shape != size or buf.dtype != dtype:
+            buf = self._noise_buffer = torch.empty(size, dtype=dtype)
         z = nrandom.population_normal(
-            self.population_size,
-            self.num_params,
-            self.seed,
-            self.generation,
-            "noise",
-            dtype=self._noise_dtype(),
+            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=dtype, out=buf
         )
         self._z = z
         return self._members(z).to(self.dtype).to(self.device)
@@ -307,19 +342,18 @@ class CMAES(Strategy):
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
         n, s = self.num_params, self.state
         z = self._z
-        order = torch.argsort(fitness, descending=True, stable=True)
+        sorted_f, order = torch.sort(fitness, descending=True, stable=True)
         # the rank weights in member order: no [lambda, n] gather of the sorted samples
-        w = torch.empty_like(self.weights)
-        w[order] = self.weights
+        w = torch.empty_like(self.weights).index_copy_(0, order, self.weights)
         w_pos = w.clamp(min=0.0)  # the mu best (their weights are > 0, the others <= 0)
         y_w = self._weighted_y(w_pos)
         s.mean = s.mean + self.c_m * s.sigma * y_w
         s.run_generation += 1
         cs, cc = self.c_s, self.c_c
         # C^-1/2 <y>_w = B <z>_w: the sample was drawn from the current decomposition
-        z_w = (w_pos.to(z.dtype) @ z).to(F64)
+        z_w = self._weighted_z(w_pos)
         s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten_sampled(z_w)
-        ps_norm = float(s.p_s.norm())
+        ps_norm = float(torch.linalg.vector_norm(s.p_s))
         h_s = ps_norm / math.sqrt(1 - (1 - cs) ** (2 * s.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
         s.p_c = (1 - cc) * s.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
         w_circ = w
@@ -332,10 +366,9 @@ class CMAES(Strategy):
         # CSA; the exponent is capped at 1 (sigma at most x e per generation) against blow-ups
         s.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
         self._y = self._z = None
-        sorted_f = fitness[order]
-        cap = self._history_cap()
+        cap, mid = self._history_cap(), self._median_at
         s.best_history = torch.cat([s.best_history[1 - cap :], sorted_f[:1]])
-        s.median_history = torch.cat([s.median_history[1 - cap :], sorted_f.median().reshape(1)])
+        s.median_history = torch.cat([s.median_history[1 - cap :], sorted_f[mid : mid + 1]])
         condition = self.condition_number
         stats = {"sigma": s.sigma, "condition": condition, "population_size": z.shape[0]}
         reason = self._stop_reason(fitness, condition)

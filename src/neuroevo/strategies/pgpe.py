@@ -129,6 +129,7 @@ class PGPE(Strategy):
         sigma = torch.as_tensor(p.sigma, dtype=torch.float64).expand(num_params).clone()
         self.state = PGPEState(mean=mean, sigma=sigma, optimizer=moments)
         self._eps: torch.Tensor | None = None
+        self._noise_buffer: torch.Tensor | None = None
 
     @property
     def center(self) -> torch.Tensor:
@@ -137,8 +138,13 @@ class PGPE(Strategy):
     def _ask(self) -> torch.Tensor:
         # the [P, D] work runs in ``dtype`` on the device; the [D] distribution is float64
         pairs, s = self.population_size // 2, self.state
+        # eps lives only from ask to tell: one CPU buffer is refilled each generation (a fresh
+        # [P/2, D] allocation would be faulted in by the kernel again, page by page)
+        buf = self._noise_buffer
+        if buf is None or buf.shape != (pairs, self.num_params):
+            buf = self._noise_buffer = torch.empty((pairs, self.num_params), dtype=self.dtype)
         noise = nrandom.population_normal(
-            pairs, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype
+            pairs, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype, out=buf
         ).to(self.device)
         mean = s.mean.to(self.dtype).to(self.device)
         out = torch.empty((2 * pairs, self.num_params), dtype=self.dtype, device=self.device)
@@ -157,7 +163,7 @@ class PGPE(Strategy):
         grad_mean = (((r_plus - r_minus) / 2).to(**to_eps) @ eps).to(torch.float64).cpu() / pairs
         # sum_k b_k (eps_k^2 - sigma^2) / sigma = (sum_k b_k eps_k^2) / sigma - sigma sum_k b_k
         b = (r_plus + r_minus) / 2 - r.mean()
-        b_eps2 = (b.to(**to_eps) @ torch.mul(eps, eps)).to(torch.float64).cpu()
+        b_eps2 = (b.to(**to_eps) @ eps.mul_(eps)).to(torch.float64).cpu()  # eps's last use: squared in place
         grad_sigma = (b_eps2 / s.sigma - s.sigma * float(b.sum())) / pairs
         s.mean += self.optimizer.step(s.optimizer, grad_mean, p.lr)
         limit = p.sigma_max_change * s.sigma

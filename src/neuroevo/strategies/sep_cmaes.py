@@ -43,6 +43,10 @@ class SepCMAES(CMAES):
     Params = SepCMAESParams
     params: SepCMAESParams
 
+    def _setup(self, lam: int) -> None:
+        super()._setup(lam)
+        self._z_w_of: torch.Tensor | None = None  # the weights whose <z>_w is cached in _z_w
+
     def _scale_learning_rates(self) -> None:
         factor = (self.num_params + 2) / 3
         self.c_1 = min(1.0, self.c_1 * factor)
@@ -62,14 +66,22 @@ class SepCMAES(CMAES):
         return torch.mul(z, scale).add_(s.mean.to(z.dtype))
 
     def _weighted_y(self, w: torch.Tensor) -> torch.Tensor:
-        return (w.to(self._z.dtype) @ self._z).to(F64) * self.state.covariance.D
+        return self._weighted_z(w) * self.state.covariance.D
+
+    def _weighted_z(self, w: torch.Tensor) -> torch.Tensor:
+        # <z>_w is asked for twice per tell (for <y>_w = D <z>_w and for CSA): one [lambda, n] pass
+        if self._z_w_of is not w:
+            self._z_w_of, self._z_w = w, super()._weighted_z(w)
+        return self._z_w
 
     def _whiten_sampled(self, z: torch.Tensor) -> torch.Tensor:
         return z  # C^-1/2 (D z) = z
 
     def _update_covariance(self, decay: float, p_c: torch.Tensor, w: torch.Tensor, generation: int) -> None:
         cov, z = self.state.covariance, self._z
-        rank_mu = (w.to(z.dtype) @ torch.mul(z, z)).to(F64) * cov.C  # sum_i w_i y_i^2, y_i^2 = z_i^2 C
+        self._z_w_of = None
+        # sum_i w_i y_i^2 with y_i^2 = z_i^2 C; z is squared in place (tell's last use of it)
+        rank_mu = (w.to(z.dtype) @ z.mul_(z)).to(F64) * cov.C
         cov.C.mul_(decay).add_(p_c * p_c, alpha=self.c_1).add_(rank_mu, alpha=self.c_mu)
         cov.C.clamp_(min=1e-300)
         cov.D = cov.C.sqrt()
