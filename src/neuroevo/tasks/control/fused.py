@@ -235,8 +235,12 @@ class AotBlock:
             tmp = path.with_suffix(f".{os.getpid()}.tmp.pt2")
             # ``vec_isa_ok``: take the vector ISA from the CPU's flags (which inductor reads) without
             # inductor's test build of every ISA (~7 s on a cold cache); a compiler that cannot build
-            # for it fails here, and the block falls back to ``torch.compile``, which runs the tests
-            with warnings.catch_warnings(), inductor.config.patch({"cpp.vec_isa_ok": True}):
+            # for it fails here, and the block falls back to ``torch.compile``, which runs the tests.
+            # ``realize_cpu_opcount_threshold``: store an intermediate once it takes 20 ops (default
+            # 50), so that a deep chain (Acrobot's four RK4 stages) is not inlined into its every
+            # use: Acrobot compiles in ~18 s instead of ~150 s, at ~7% of its speed
+            options = {"cpp.vec_isa_ok": True, "realize_cpu_opcount_threshold": 20}
+            with warnings.catch_warnings(), inductor.config.patch(options):
                 warnings.simplefilter("ignore", FutureWarning)  # torch-internal notices, not the user's
                 program = torch.export.export(Block(), tuple(flat))
                 inductor.aoti_compile_and_package(program, package_path=str(tmp))
