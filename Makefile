@@ -1,13 +1,14 @@
 # Two entry points for a fresh clone with only Python installed:
 #   make run   -> create .venv, install, run the built-in example end to end
-#   make test  -> create .venv if needed, install dev deps, run the whole test suite
+#   make test  -> create .venv if needed, install dev deps, run the test suite but the slow cases
+#   make test-slow -> the long cases (marked slow); CI runs both
 #   make docs  -> build the documentation site into site/ (mkdocs build --strict)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -c constraints.txt
 
-.PHONY: run test venv dev lint docs bench bench-env clean
+.PHONY: run test test-slow venv dev lint docs bench bench-env clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +32,10 @@ run: $(VENV)/.installed
 	$(VENV)/bin/neuroevo best runs/xor_ga
 
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -m "not slow" --durations=15
+
+test-slow: $(VENV)/.dev-installed
+	$(PY) -m pytest -q -m slow --durations=15
 
 docs: $(VENV)/.docs-installed
 	$(VENV)/bin/mkdocs build --strict --site-dir site

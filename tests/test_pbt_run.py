@@ -209,6 +209,7 @@ def test_pbt_replay_trains_a_fresh_model_on_the_best_schedule(tmp_path):
     assert main(["pbt-replay", str(tmp_path / "r")]) == 0  # the same through the CLI
 
 
+@pytest.mark.slow
 def test_async_mode_from_the_cli_then_sigkill_and_resume_is_identical(tmp_path):
     """`[strategy] mode = "async"` through `neuroevo run`: staggered ready points, checkpoints,
     best/, pbt.jsonl; a SIGKILL between the records and their checkpoint, then `neuroevo resume`,

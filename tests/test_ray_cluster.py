@@ -212,6 +212,7 @@ def _lines(run: Path) -> list[dict[str, Any]]:
     return _strip([json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()])
 
 
+@pytest.mark.slow
 def test_cli_driver_killed_resumes_on_ray_and_locally(cluster: LocalCluster, tmp_path: Path) -> None:
     """``neuroevo run --ray`` SIGKILLed mid-run; ``resume --ray`` then ``resume --local`` end
     bit-identical to an uninterrupted local run."""
