@@ -176,6 +176,28 @@ def test_neat_run_exports_its_best_genome(tmp_path):
         torch.testing.assert_close(exported(x), module(x))
 
 
+def test_resume_of_a_cmaes_checkpoint_of_the_per_member_noise_scheme_is_refused(tmp_path):
+    """CMA-ES draws a generation's samples from one key (``noise_scheme = 2``); a checkpoint of
+    the per-member scheme (before 2026-12, no ``noise_scheme`` recorded) would continue with other
+    numbers, so resuming it is refused in one line, exit 2, folder untouched."""
+    import json
+
+    out = tmp_path / "run"
+    config = ROOT / "examples" / "rosenbrock_cmaes.toml"
+    assert main(["run", str(config), "--out", str(out), "--generations", "3"]) == 0
+    (ckpt,) = sorted((out / "checkpoints").glob("*.json"))
+    meta = json.loads(ckpt.read_text())
+    assert meta["state"]["strategy"]["noise_scheme"] == 2
+    del meta["state"]["strategy"]["noise_scheme"]
+    ckpt.write_text(json.dumps(meta))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    done = _cli("resume", out, "--generations", "6")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert "noise_scheme = 1" in done.stderr and "'cmaes'" in done.stderr, done.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_resume_of_a_checkpoint_from_another_noise_generator_is_refused(tmp_path):
     """Every checkpoint records the noise generator (``NOISE_VERSION``); resuming one drawn by
     another is refused in one line, exit 2, with the folder untouched; a checkpoint from before

@@ -299,6 +299,9 @@ def resume(
         _echo(f"{run.path}: {finished}; nothing to do (extend it with --generations or --time-budget)")
         return
     built = build(edited)
+    found = run.latest_checkpoint()
+    if found is not None:  # one this strategy cannot continue (another noise scheme) fails before any write
+        built.strategy.load_state_dict(found[1]["strategy"])
     executor = _executor(edited.run, built)
     if reference is None or edited.to_toml() != reference.to_toml():
         run.write_config(edited.to_toml())

@@ -178,6 +178,9 @@ class Strategy(ABC):
     population_kind: ClassVar[PopulationKind] = PopulationKind.FLAT
     #: what the task must provide (novelty search needs behaviour descriptors)
     needs: ClassVar[frozenset[Capability]] = frozenset()
+    #: how this strategy keys its draws; bumped when a change would make a resumed run draw other
+    #: numbers, so that a checkpoint of an older scheme is refused rather than continued differently
+    noise_scheme: ClassVar[int] = 1
     #: the validated hyperparameters (an instance of ``Params``)
     params: StrategyParams
     #: the mutable search state: one dataclass, checkpointed by ``state_tree``/``load_tree``
@@ -301,11 +304,26 @@ class Strategy(ABC):
                 "fitness": self.best.fitness,
                 "generation": self.best.generation,
             }
-        return {"name": self.name, "generation": self.generation, "best": best, "state": self._state()}
+        return {
+            "name": self.name,
+            "noise_scheme": self.noise_scheme,
+            "generation": self.generation,
+            "best": best,
+            "state": self._state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state_dict()``; a checkpoint whose draws were keyed by another
+        ``noise_scheme`` (none recorded: scheme 1) raises ``ConfigError``."""
         if state.get("name", self.name) != self.name:
             raise ValueError(f"checkpoint is for strategy {state.get('name')!r}, not {self.name!r}")
+        found = int(state.get("noise_scheme", 1))
+        if found != self.noise_scheme:
+            raise ConfigError(
+                f"checkpoint noise_scheme = {found}: strategy {self.name!r} drew that run's noise another "
+                f"way; this neuroevo's {self.name!r} draws by scheme {self.noise_scheme} (use the "
+                f"neuroevo version that wrote it, or start a new run)"
+            )
         self.generation = int(state["generation"])
         best = state.get("best")
         self.best = (

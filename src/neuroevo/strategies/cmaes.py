@@ -1,8 +1,8 @@
 """CMA-ES (Hansen, "The CMA Evolution Strategy: A Tutorial", 2016) with IPOP restarts.
 
 The search distribution is ``N(m, sigma^2 C)``. Each generation samples ``z_k ~ N(0, I)``
-keyed by (seed, generation, k), ``y_k = B D z_k`` (``C = B D^2 B^T``) and evaluates
-``x_k = m + sigma y_k``. With the members sorted best first (we maximise):
+(float32 normals from one generator keyed by (seed, generation)), ``y_k = B D z_k``
+(``C = B D^2 B^T``) and evaluates ``x_k = m + sigma y_k``. With the members sorted best first (we maximise):
 
 - weighted recombination: ``<y>_w = sum_{i<=mu} w_i y_i:lambda``, ``m <- m + c_m sigma <y>_w``;
 - cumulative step-size adaptation (CSA):
@@ -49,6 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
@@ -138,6 +139,7 @@ class CMAES(Strategy):
 
     name = "cmaes"
     Params = CMAESParams
+    noise_scheme = 2  # 1 (before 2026-12): per-member keys, float64 draws
     params: CMAESParams
     state: CMAState
 
@@ -215,6 +217,7 @@ class CMAES(Strategy):
             )
             weights[self.mu :] = alpha_neg * neg / neg.abs().sum()
         self.weights = weights
+        self._weights_np = weights.numpy()
         self.c_m = 1.0
         self.w_sum = float(weights.sum())
         self.has_negative = bool((weights < 0).any())
@@ -224,6 +227,7 @@ class CMAES(Strategy):
         self.tolfun_window = 10 + math.ceil(30 * n / lam)
         self._buffers: RankBuffers | None = None  # created by the first ask of this run
         self._noise_buffer: torch.Tensor | None = None  # z of the current generation (see _ask)
+        self._draw_buffer: torch.Tensor | None = None  # its float32 draws (the same tensor if float32)
         self._median_at = lam // 2  # sorted best first, [lam // 2] is torch.median's (lower) median
         self._condition_of: torch.Tensor | None = None  # the D whose condition is cached
         self._condition = 1.0
@@ -328,50 +332,64 @@ class CMAES(Strategy):
         return self._condition
 
     def _ask(self) -> torch.Tensor:
-        # the samples z live only from ask to tell: one buffer per run is refilled each generation
-        # (no fresh [lambda, n] allocation, whose pages the kernel would fault in again)
-        size, dtype, buf = (self.population_size, self.num_params), self._noise_dtype(), self._noise_buffer
-        if buf is None or buf.shape != size or buf.dtype != dtype:
-            buf = self._noise_buffer = torch.empty(size, dtype=dtype)
-        z = nrandom.population_normal(
-            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=dtype, out=buf
-        )
+        # One generator per generation, keyed (seed, generation, 0, "noise"), fills all lambda rows
+        # with float32 normals (no Python loop over members: CMA-ES never regenerates one member
+        # alone, its parallel evaluation ships the members themselves), upcast exactly where the
+        # samples are float64. The buffers live for one IPOP run (no fresh [lambda, n] allocation,
+        # whose pages the kernel would fault in again); ``noise_scheme = 2`` records this keying.
+        size, dtype, z = (self.population_size, self.num_params), self._noise_dtype(), self._noise_buffer
+        if z is None or z.shape != size or z.dtype != dtype:
+            z = self._noise_buffer = torch.empty(size, dtype=dtype)
+            self._draw_buffer = z if dtype == torch.float32 else torch.empty(size)
+        self._draw_buffer.normal_(generator=nrandom.member_generator(self.seed, self.generation, 0, "noise"))
+        if self._draw_buffer is not z:
+            z.copy_(self._draw_buffer)
         self._z = z
         return self._members(z).to(self.dtype).to(self.device)
 
     def _tell(self, population: torch.Tensor, fitness: torch.Tensor) -> dict[str, float]:
+        # The [lambda, n] products run in torch (the hooks); the n-vectors, weights and histories
+        # are NumPy views of the state's tensors, whose small ops cost a third of torch's.
         n, s = self.num_params, self.state
-        z = self._z
-        sorted_f, order = torch.sort(fitness, descending=True, stable=True)
+        z, f = self._z, fitness.numpy()
+        order = np.argsort(-f, kind="stable")  # best first; ties keep member order
+        sorted_f = f[order]
         # the rank weights in member order: no [lambda, n] gather of the sorted samples
-        w = torch.empty_like(self.weights).index_copy_(0, order, self.weights)
-        w_pos = w.clamp(min=0.0)  # the mu best (their weights are > 0, the others <= 0)
-        y_w = self._weighted_y(w_pos)
-        s.mean = s.mean + self.c_m * s.sigma * y_w
+        w = np.empty_like(self._weights_np)
+        w[order] = self._weights_np
+        w_pos = torch.from_numpy(np.maximum(w, 0.0))  # the mu best (their weights are > 0, the others <= 0)
+        y_w = self._weighted_y(w_pos).numpy()
+        s.mean = torch.from_numpy(s.mean.numpy() + self.c_m * s.sigma * y_w)
         s.run_generation += 1
         cs, cc = self.c_s, self.c_c
         # C^-1/2 <y>_w = B <z>_w: the sample was drawn from the current decomposition
         z_w = self._weighted_z(w_pos)
-        s.p_s = (1 - cs) * s.p_s + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten_sampled(z_w)
-        ps_norm = float(torch.linalg.vector_norm(s.p_s))
+        p_s = (1 - cs) * s.p_s.numpy() + math.sqrt(cs * (2 - cs) * self.mu_eff) * self._whiten_sampled(
+            z_w
+        ).numpy()
+        s.p_s = torch.from_numpy(p_s)
+        ps_norm = math.sqrt(float(p_s @ p_s))
         h_s = ps_norm / math.sqrt(1 - (1 - cs) ** (2 * s.run_generation)) < (1.4 + 2 / (n + 1)) * self.chi_n
-        s.p_c = (1 - cc) * s.p_c + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
+        p_c = (1 - cc) * s.p_c.numpy() + (math.sqrt(cc * (2 - cc) * self.mu_eff) if h_s else 0.0) * y_w
+        s.p_c = torch.from_numpy(p_c)
         w_circ = w
         if self.has_negative:  # rescaled by n / |C^-1/2 y_i|^2 = n / |z_i|^2
-            norms = torch.linalg.vector_norm(z, dim=-1).to(F64).square_().clamp_min_(1e-300)
-            w_circ = torch.where(w < 0, w * (n / norms), w)
+            norms = torch.linalg.vector_norm(z, dim=-1).to(F64).square_().clamp_min_(1e-300).numpy()
+            w_circ = np.where(w < 0, w * (n / norms), w)
         delta = 0.0 if h_s else cc * (2 - cc)
         decay = 1 + self.c_1 * delta - self.c_1 - self.c_mu * self.w_sum
-        self._update_covariance(decay, s.p_c, w_circ, s.run_generation)
+        self._update_covariance(decay, s.p_c, torch.from_numpy(w_circ), s.run_generation)
         # CSA; the exponent is capped at 1 (sigma at most x e per generation) against blow-ups
         s.sigma *= math.exp(min(1.0, (cs / self.d_s) * (ps_norm / self.chi_n - 1)))
         self._y = self._z = None
         cap, mid = self._history_cap(), self._median_at
-        s.best_history = torch.cat([s.best_history[1 - cap :], sorted_f[:1]])
-        s.median_history = torch.cat([s.median_history[1 - cap :], sorted_f[mid : mid + 1]])
+        s.best_history = torch.from_numpy(np.concatenate([s.best_history.numpy()[1 - cap :], sorted_f[:1]]))
+        s.median_history = torch.from_numpy(
+            np.concatenate([s.median_history.numpy()[1 - cap :], sorted_f[mid : mid + 1]])
+        )
         condition = self.condition_number
         stats = {"sigma": s.sigma, "condition": condition, "population_size": z.shape[0]}
-        reason = self._stop_reason(fitness, condition)
+        reason = self._stop_reason(f, condition)
         if reason and s.restarts_done < self.params.restarts:
             lam = int(round(s.population_size * self.params.popsize_factor))
             self.state = self._start(lam, s.x0, restarts_done=s.restarts_done + 1, last_stop=reason)
@@ -382,32 +400,37 @@ class CMAES(Strategy):
     def _history_cap(self) -> int:
         return max(self.tolfun_window, self.tolstagnation + 1, 40)
 
-    def _stop_reason(self, fitness: torch.Tensor, condition: float | None = None) -> str:
+    def _stop_reason(self, fitness: np.ndarray | torch.Tensor, condition: float | None = None) -> str:
         """The name of the first satisfied stopping criterion of this run, or ''."""
         p, s = self.params, self.state
-        sigma, mean = s.sigma, s.mean
-        std = self._diag_c().sqrt().mul_(sigma)
+        sigma, mean, fitness = s.sigma, s.mean.numpy(), np.asarray(fitness)
+        std = np.sqrt(self._diag_c().numpy()) * sigma
         std_max = float(std.max())
-        hist = s.best_history
-        if hist.numel() >= self.tolfun_window:
-            recent = torch.cat([hist[-self.tolfun_window :], fitness]).aminmax()
-            if float(recent.max - recent.min) < p.tolfun:
+        hist = s.best_history.numpy()
+        if hist.size >= self.tolfun_window:
+            recent = np.concatenate([hist[-self.tolfun_window :], fitness])
+            if float(recent.max() - recent.min()) < p.tolfun:
                 return "tolfun"
-        if std_max < p.tolx and float(s.p_c.abs().max()) * sigma < p.tolx:
+        if std_max < p.tolx and float(np.abs(s.p_c.numpy()).max()) * sigma < p.tolx:
             return "tolx"
         if (self.condition_number if condition is None else condition) > p.tolconditioncov:
             return "conditioncov"
         i = s.run_generation % self.num_params
-        if bool(torch.equal(mean, mean + 0.1 * sigma * self._axis(i))):
+        if np.array_equal(mean, mean + 0.1 * sigma * self._axis(i).numpy()):
             return "noeffectaxis"
         if bool((mean == mean + 0.2 * std).any()):
             return "noeffectcoord"
         if std_max > p.tolfacupx * p.sigma:
             return "tolfacupx"
         g = s.run_generation
-        if g > self.tolstagnation and s.best_history.numel() > self.tolstagnation:
-            span = min(s.best_history.numel(), max(self.tolstagnation, int(0.3 * g)))
-            for h in (s.best_history[-span:], s.median_history[-span:]):
-                if float(h[-20:].median()) <= float(h[:20].median()):
+        if g > self.tolstagnation and hist.size > self.tolstagnation:
+            span = min(hist.size, max(self.tolstagnation, int(0.3 * g)))
+            for h in (hist[-span:], s.median_history.numpy()[-span:]):
+                if _lower_median(h[-20:]) <= _lower_median(h[:20]):
                     return "stagnation"
         return ""
+
+
+def _lower_median(x: np.ndarray) -> float:
+    """The lower of the two middle values for an even count (what ``torch.median`` returns)."""
+    return float(np.partition(x, (x.size - 1) // 2)[(x.size - 1) // 2])
