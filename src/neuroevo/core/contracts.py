@@ -200,6 +200,7 @@ class GaussianMembers:
     size: int
     antithetic: bool
     purpose: str = "noise"
+    generator: str = "mt19937"  # the strategy's noise generator (``population_normal``)
 
     def __len__(self) -> int:
         return self.size
@@ -211,8 +212,17 @@ class GaussianMembers:
         index = torch.arange(start, stop)
         keys = (index % half if self.antithetic else index).tolist()
         dim, dtype = self.center.numel(), self.center.dtype
-        eps = population_normal(keys, dim, self.seed, self.generation, self.purpose, dtype=dtype)
-        scaled = self.sigma * eps.to(self.center.device)
+        eps = population_normal(
+            keys,
+            dim,
+            self.seed,
+            self.generation,
+            self.purpose,
+            dtype=dtype,
+            device=self.center.device,
+            generator=self.generator,
+        )
+        scaled = self.sigma * eps
         if not self.antithetic:
             return self.center + scaled
         plus = (index < half).to(self.center.device).unsqueeze(1)

@@ -220,7 +220,9 @@ class RunDir:
         """Atomically write the checkpoint for ``generation`` and drop all but the newest ``keep``."""
         with self.metrics.open("a") as handle:  # metrics up to here are durable before the checkpoint is
             os.fsync(handle.fileno())
-        extra = {"generation": generation, "noise": nrandom.NOISE_VERSION}
+        strategy = state.get("strategy")  # the generator its noise was drawn with (core.random.GENERATORS)
+        drawn = strategy.get("noise", "mt19937") if isinstance(strategy, dict) else "mt19937"
+        extra = {"generation": generation, "noise": nrandom.GENERATORS.get(drawn, nrandom.NOISE_VERSION)}
         save_state(self.checkpoint_stem(generation), state, extra)
         for old in self.checkpoint_generations()[:-keep] if keep > 0 else []:
             for suffix in (".json", ".safetensors"):
@@ -243,7 +245,8 @@ class RunDir:
                 state, meta = load_state(stem)
             except (ValueError, OSError, json.JSONDecodeError):
                 continue
-            nrandom.check_noise_version(meta.get("noise"), f"{stem.with_suffix('.json')}")
+            where = f"{stem.with_suffix('.json')}"
+            nrandom.check_noise_version(meta.get("noise"), where, tuple(nrandom.GENERATORS.values()))
             return generation, state
         return None
 

@@ -34,6 +34,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from neuroevo.core import random as nrandom
 from neuroevo.core.contracts import Capability, PopulationKind
 from neuroevo.core.errors import ConfigError, FitnessEvaluationError
 from neuroevo.core.shaping import SHAPINGS
@@ -60,6 +61,20 @@ class StrategyParams(BaseModel):
 
     population_size: int = Field(256, ge=2, description="members per generation")
     on_nan: OnNan = Field("worst", description="what a NaN/inf fitness means: 'worst' or 'error'")
+
+
+NoiseGenerator = Literal["auto", "mt19937", "philox"]
+
+
+class NoiseParams(BaseModel):
+    """The ``noise`` key of the strategies that draw Gaussian populations (``neuroevo.core.random``)."""
+
+    noise: NoiseGenerator = Field(
+        "auto",
+        description="generator of the populations' normals: 'mt19937' (a CPU Mersenne-Twister per "
+        "member, fastest on a CPU), 'philox' (Philox-4x32-10 drawn on the device, the same bits on CPU "
+        "and CUDA) or 'auto' (philox on an accelerator, else mt19937)",
+    )
 
 
 # -- hyperparameters: validated once, through the Params model ---------------------------------
@@ -191,6 +206,7 @@ class Strategy(ABC):
             raise ValueError(f"on_nan = {on_nan!r}; allowed: worst, error")
         self.num_params = int(num_params)
         self._population_size = int(population_size)
+        self._noise_generator: str | None = None  # resolved from params.noise at the first draw
         self.seed = int(seed)
         self.on_nan = on_nan
         self.generation = 0
@@ -295,6 +311,15 @@ class Strategy(ABC):
         """A standalone copy of one member of ``population`` (a row for tensor populations)."""
         return population[index].detach().clone()
 
+    @property
+    def noise_generator(self) -> str:
+        """What this strategy draws its populations with: its ``noise`` key resolved for its device
+        ("mt19937" for strategies without the key), or what the checkpoint it continues used."""
+        if self._noise_generator is None:
+            choice = getattr(getattr(self, "params", None), "noise", "mt19937")
+            self._noise_generator = nrandom.resolve_generator(choice, getattr(self, "device", "cpu"))
+        return self._noise_generator
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: nested dicts of tensors and JSON-able values."""
         best = None
@@ -307,6 +332,7 @@ class Strategy(ABC):
         return {
             "name": self.name,
             "noise_scheme": self.noise_scheme,
+            "noise": self.noise_generator,
             "generation": self.generation,
             "best": best,
             "state": self._state(),
@@ -324,6 +350,14 @@ class Strategy(ABC):
                 f"way; this neuroevo's {self.name!r} draws by scheme {self.noise_scheme} (use the "
                 f"neuroevo version that wrote it, or start a new run)"
             )
+        drawn = state.get("noise", "mt19937")
+        if drawn != self.noise_generator:
+            if getattr(getattr(self, "params", None), "noise", "mt19937") != "auto":
+                raise ConfigError(
+                    f"checkpoint noise = {drawn!r}: that run drew with another generator; this {self.name!r} "
+                    f"draws with noise = {self.noise_generator!r} (allowed: {drawn!r} or 'auto')"
+                )
+            self._noise_generator = drawn  # 'auto' continues with what the run started with
         self.generation = int(state["generation"])
         best = state.get("best")
         self.best = (

@@ -54,13 +54,13 @@ import torch
 from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.base import NoiseParams, Strategy, StrategyParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 F64 = torch.float64
 
 
-class CMAESParams(StrategyParams):
+class CMAESParams(NoiseParams, StrategyParams):
     population_size: int | None = Field(  # type: ignore[assignment]
         None, ge=2, description="lambda of the first run; None = 4 + floor(3 ln n)"
     )
@@ -341,7 +341,20 @@ class CMAES(Strategy):
         if z is None or z.shape != size or z.dtype != dtype:
             z = self._noise_buffer = torch.empty(size, dtype=dtype)
             self._draw_buffer = z if dtype == torch.float32 else torch.empty(size)
-        self._draw_buffer.normal_(generator=nrandom.member_generator(self.seed, self.generation, 0, "noise"))
+        if self.noise_generator == "philox":  # one Philox stream per member, drawn at once
+            nrandom.population_normal(
+                size[0],
+                size[1],
+                self.seed,
+                self.generation,
+                "noise",
+                out=self._draw_buffer,
+                generator="philox",
+            )
+        else:
+            self._draw_buffer.normal_(
+                generator=nrandom.member_generator(self.seed, self.generation, 0, "noise")
+            )
         if self._draw_buffer is not z:
             z.copy_(self._draw_buffer)
         self._z = z

@@ -108,8 +108,15 @@ class EGGROLL(OpenES):
 
     def _ask(self) -> LowRankPopulation:
         noise = nrandom.population_normal(
-            self.pairs, self.noise_length(), self.seed, self.generation, "eggroll", dtype=self.dtype
-        ).to(self.device)
+            self.pairs,
+            self.noise_length(),
+            self.seed,
+            self.generation,
+            "eggroll",
+            dtype=self.dtype,
+            device=self.device,
+            generator=self.noise_generator,
+        )
         a, b, col = [], [], 0
         for (_, rows, cols), r in zip(self.slots, self.ranks, strict=True):
             a.append(noise[:, col : col + rows * r].view(-1, rows, r))

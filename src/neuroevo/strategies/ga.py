@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.base import NoiseParams, Strategy, StrategyParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 #: std of the Gaussian initial population when no initialiser is given (not a config key:
@@ -48,7 +48,7 @@ def mutation_power_at(p: TruncationParams, generation: int) -> float:
     return max(p.mutation_min, p.mutation_power * p.mutation_decay**generation)
 
 
-class GAParams(TruncationParams):
+class GAParams(NoiseParams, TruncationParams):
     crossover_prob: float = Field(0.0, ge=0, le=1, description="chance a child is a uniform crossover")
 
 
@@ -99,7 +99,8 @@ class GA(Strategy):
             pop = torch.stack([r.reshape(-1) for r in rows])
         else:
             base = torch.zeros(dim) if init is None else torch.as_tensor(init).reshape(-1).cpu()
-            pop = base + init_std * nrandom.population_normal(size, dim, self.seed, 0, "init")
+            noise = nrandom.population_normal(size, dim, self.seed, 0, "init", generator=self.noise_generator)
+            pop = base + init_std * noise
         if pop.shape != (size, dim):
             raise ValueError(f"init produced {tuple(pop.shape)}; expected ({size}, {dim})")
         return pop.to(self.dtype).to(self.device)
@@ -142,8 +143,15 @@ class GA(Strategy):
             children.copy_(torch.where(masks, second, first))
         power = self.current_mutation_power
         noise = nrandom.population_normal(
-            members, self.num_params, self.seed, gen, "mutation", dtype=self.dtype
-        ).to(self.device)
+            members,
+            self.num_params,
+            self.seed,
+            gen,
+            "mutation",
+            dtype=self.dtype,
+            device=self.device,
+            generator=self.noise_generator,
+        )
         children.add_(noise.mul_(power))
         self.state.population = out
         assert out.shape[0] == size and n_children == children.shape[0]

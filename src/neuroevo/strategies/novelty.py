@@ -603,6 +603,11 @@ class PresetNovelty(Novelty):
                 raise ConfigError(
                     "strategy.crossover_prob > 0 with genome = 'seeds'; allowed: 0 (chains cannot cross)"
                 )
+            if values.pop("noise", "auto") == "philox":
+                raise ConfigError(
+                    "strategy.noise = 'philox' with genome = 'seeds'; allowed: auto, mt19937 "
+                    "(seed chains are replayed with Mersenne-Twister generators)"
+                )
             base_name = preset.seeds_base or base_name
             values.update(elite_candidates=1, reeval_streams=0)  # the elite is kept by novelty score
         base_cls = cls.base_class(base_name)

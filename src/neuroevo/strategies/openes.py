@@ -19,13 +19,13 @@ from pydantic import BaseModel, Field
 from neuroevo.core import random as nrandom
 from neuroevo.core.contracts import GaussianMembers
 from neuroevo.core.shaping import shape_fitness
-from neuroevo.strategies.base import ShapingName, Strategy, StrategyParams
+from neuroevo.strategies.base import NoiseParams, ShapingName, Strategy, StrategyParams
 from neuroevo.strategies.optim import MomentState, MomentumParams, Optimizer, OptimizerName, scheduled_lr
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
 
-class OpenESParams(MomentumParams, StrategyParams):
+class OpenESParams(MomentumParams, NoiseParams, StrategyParams):
     sigma: float = Field(0.05, gt=0, description="initial noise std")
     sigma_decay: float = Field(1.0, gt=0, le=1, description="sigma multiplier per generation")
     sigma_min: float = Field(0.0, ge=0, description="floor of the decayed sigma")
@@ -100,10 +100,16 @@ class OpenES(Strategy):
 
     def _noise(self) -> torch.Tensor:
         rows = self.population_size // 2 if self.params.antithetic else self.population_size
-        eps = nrandom.population_normal(
-            rows, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype
+        return nrandom.population_normal(
+            rows,
+            self.num_params,
+            self.seed,
+            self.generation,
+            "noise",
+            dtype=self.dtype,
+            device=self.device,
+            generator=self.noise_generator,
         )
-        return eps.to(self.device)
 
     def _ask(self) -> torch.Tensor:
         eps = self._noise()
@@ -133,6 +139,7 @@ class OpenES(Strategy):
             self.generation,
             self.population_size,
             self.params.antithetic,
+            generator=self.noise_generator,
         )
 
     def gradient(self, population: Any, weights: torch.Tensor) -> torch.Tensor:

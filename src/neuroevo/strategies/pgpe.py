@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
 from neuroevo.core.shaping import shape_fitness
-from neuroevo.strategies.base import ShapingName, Strategy, StrategyParams
+from neuroevo.strategies.base import NoiseParams, ShapingName, Strategy, StrategyParams
 from neuroevo.strategies.optim import MomentState, MomentumParams, Optimizer
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
@@ -62,7 +62,7 @@ class ClipUp:
         return state.velocity.clone()
 
 
-class PGPEParams(MomentumParams, StrategyParams):
+class PGPEParams(MomentumParams, NoiseParams, StrategyParams):
     sigma: float = Field(0.1, gt=0, description="initial std of every coordinate")
     optimizer: PGPEOptimizer = Field("clipup", description="optimiser of the mean: clipup | adam | sgd")
     lr: float = Field(0.15, gt=0, description="step size of the mean (ClipUp: max_speed / 2)")
@@ -144,8 +144,16 @@ class PGPE(Strategy):
         if buf is None or buf.shape != (pairs, self.num_params):
             buf = self._noise_buffer = torch.empty((pairs, self.num_params), dtype=self.dtype)
         noise = nrandom.population_normal(
-            pairs, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype, out=buf
-        ).to(self.device)
+            pairs,
+            self.num_params,
+            self.seed,
+            self.generation,
+            "noise",
+            dtype=self.dtype,
+            out=buf,
+            device=self.device,
+            generator=self.noise_generator,
+        )
         mean = s.mean.to(self.dtype).to(self.device)
         out = torch.empty((2 * pairs, self.num_params), dtype=self.dtype, device=self.device)
         plus, minus = out[:pairs], out[pairs:]

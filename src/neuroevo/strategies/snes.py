@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from neuroevo.core import random as nrandom
-from neuroevo.strategies.base import Strategy, StrategyParams
+from neuroevo.strategies.base import NoiseParams, Strategy, StrategyParams
 
 InitFn = Callable[[torch.Generator], torch.Tensor]
 
@@ -53,7 +53,7 @@ def nes_utilities(fitness: torch.Tensor) -> torch.Tensor:
     return utilities
 
 
-class SNESParams(StrategyParams):
+class SNESParams(NoiseParams, StrategyParams):
     population_size: int | None = Field(  # type: ignore[assignment]
         None, ge=2, description="members per generation; None = 4 + floor(3 ln d)"
     )
@@ -122,8 +122,15 @@ class SNES(Strategy):
         # the [P, D] work (noise, members, gradients) runs in ``dtype``, on the device; only
         # the [D] distribution is float64
         s = nrandom.population_normal(
-            self.population_size, self.num_params, self.seed, self.generation, "noise", dtype=self.dtype
-        ).to(self.device)
+            self.population_size,
+            self.num_params,
+            self.seed,
+            self.generation,
+            "noise",
+            dtype=self.dtype,
+            device=self.device,
+            generator=self.noise_generator,
+        )
         self._s = s
         sigma = self.state.sigma.to(self.dtype).to(self.device)
         return torch.mul(s, sigma).add_(self.state.mean.to(self.dtype).to(self.device))
