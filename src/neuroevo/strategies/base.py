@@ -320,6 +320,29 @@ class Strategy(ABC):
             self._noise_generator = nrandom.resolve_generator(choice, getattr(self, "device", "cpu"))
         return self._noise_generator
 
+    def population_noise(
+        self,
+        members: int | range | list[int],
+        length: int,
+        purpose: str = "noise",
+        *,
+        generation: int | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``[members, length]`` standard normals of this generation (or ``generation``), one keyed row per
+        member, drawn by ``noise_generator`` in the strategy's dtype and on its device."""
+        return nrandom.population_normal(
+            members,
+            length,
+            self.seed,
+            self.generation if generation is None else generation,
+            purpose,
+            dtype=getattr(self, "dtype", torch.float32),
+            device=getattr(self, "device", "cpu"),
+            out=out,
+            generator=self.noise_generator,
+        )
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue: nested dicts of tensors and JSON-able values."""
         best = None

@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from neuroevo.core import random as nrandom
 from neuroevo.core.contracts import PopulationKind
 from neuroevo.core.errors import ConfigError
 from neuroevo.nn.lowrank import LowRankPopulation, Slot, slot_ranks, vector_index
@@ -107,16 +106,7 @@ class EGGROLL(OpenES):
         return factors + int(self.vector_index.numel())
 
     def _ask(self) -> LowRankPopulation:
-        noise = nrandom.population_normal(
-            self.pairs,
-            self.noise_length(),
-            self.seed,
-            self.generation,
-            "eggroll",
-            dtype=self.dtype,
-            device=self.device,
-            generator=self.noise_generator,
-        )
+        noise = self.population_noise(self.pairs, self.noise_length(), "eggroll")
         a, b, col = [], [], 0
         for (_, rows, cols), r in zip(self.slots, self.ranks, strict=True):
             a.append(noise[:, col : col + rows * r].view(-1, rows, r))

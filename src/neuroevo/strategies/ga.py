@@ -142,16 +142,7 @@ class GA(Strategy):
             masks &= do_cross.unsqueeze(1)
             children.copy_(torch.where(masks, second, first))
         power = self.current_mutation_power
-        noise = nrandom.population_normal(
-            members,
-            self.num_params,
-            self.seed,
-            gen,
-            "mutation",
-            dtype=self.dtype,
-            device=self.device,
-            generator=self.noise_generator,
-        )
+        noise = self.population_noise(members, self.num_params, "mutation", generation=gen)
         children.add_(noise.mul_(power))
         self.state.population = out
         assert out.shape[0] == size and n_children == children.shape[0]

@@ -100,16 +100,7 @@ class OpenES(Strategy):
 
     def _noise(self) -> torch.Tensor:
         rows = self.population_size // 2 if self.params.antithetic else self.population_size
-        return nrandom.population_normal(
-            rows,
-            self.num_params,
-            self.seed,
-            self.generation,
-            "noise",
-            dtype=self.dtype,
-            device=self.device,
-            generator=self.noise_generator,
-        )
+        return self.population_noise(rows, self.num_params)
 
     def _ask(self) -> torch.Tensor:
         eps = self._noise()

@@ -143,17 +143,7 @@ class PGPE(Strategy):
         buf = self._noise_buffer
         if buf is None or buf.shape != (pairs, self.num_params):
             buf = self._noise_buffer = torch.empty((pairs, self.num_params), dtype=self.dtype)
-        noise = nrandom.population_normal(
-            pairs,
-            self.num_params,
-            self.seed,
-            self.generation,
-            "noise",
-            dtype=self.dtype,
-            out=buf,
-            device=self.device,
-            generator=self.noise_generator,
-        )
+        noise = self.population_noise(pairs, self.num_params, out=buf)
         mean = s.mean.to(self.dtype).to(self.device)
         out = torch.empty((2 * pairs, self.num_params), dtype=self.dtype, device=self.device)
         plus, minus = out[:pairs], out[pairs:]

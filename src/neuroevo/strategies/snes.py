@@ -121,16 +121,7 @@ class SNES(Strategy):
     def _ask(self) -> torch.Tensor:
         # the [P, D] work (noise, members, gradients) runs in ``dtype``, on the device; only
         # the [D] distribution is float64
-        s = nrandom.population_normal(
-            self.population_size,
-            self.num_params,
-            self.seed,
-            self.generation,
-            "noise",
-            dtype=self.dtype,
-            device=self.device,
-            generator=self.noise_generator,
-        )
+        s = self.population_noise(self.population_size, self.num_params)
         self._s = s
         sigma = self.state.sigma.to(self.dtype).to(self.device)
         return torch.mul(s, sigma).add_(self.state.mean.to(self.dtype).to(self.device))
