@@ -38,6 +38,21 @@ def test_population_rows_are_the_philox_streams_of_the_member_keys(dtype: torch.
     assert not torch.equal(mt, rows)
 
 
+@pytest.mark.parametrize("generator", ["mt19937", "philox"])
+def test_population_uniform_and_randint_rows_are_keyed_per_member(generator: str) -> None:
+    members = [2, 5, 11]
+    u = nrandom.population_uniform(members, 7, 1, 3, "coins", generator=generator)
+    k = nrandom.population_randint(5, members, 7, 1, 3, "parents", generator=generator)
+    assert u.shape == k.shape == (3, 7) and k.dtype == torch.int64
+    assert bool(((u >= 0) & (u < 1)).all()) and bool(((k >= 0) & (k < 5)).all())
+    assert torch.equal(nrandom.population_uniform([11], 7, 1, 3, "coins", generator=generator)[0], u[2])
+    assert torch.equal(nrandom.population_randint(5, [5], 7, 1, 3, "parents", generator=generator)[0], k[1])
+    if generator == "mt19937":  # row i is what the one-member draws give (the GA's draws before batching)
+        for i, m in enumerate(members):
+            assert torch.equal(u[i], nrandom.uniform(7, 1, 3, m, "coins"))
+            assert torch.equal(k[i], nrandom.randint(5, 7, 1, 3, m, "parents"))
+
+
 def test_openes_members_from_keys_match_its_philox_population() -> None:
     """What a Ray worker regenerates (``GaussianMembers.rows``) is the strategy's population."""
     es = OpenES(30, 10, noise="philox", seed=4)
@@ -71,7 +86,7 @@ def test_a_philox_checkpoint_is_refused_by_mt19937_and_continued_by_auto() -> No
 def _config(strategy: str, noise: str, generations: int) -> dict[str, Any]:
     keys: dict[str, Any] = {"name": strategy, "population_size": 12, "noise": noise}
     if strategy == "ga":
-        keys["truncation"] = 4
+        keys.update(truncation=4, crossover_prob=0.5)  # parents, coins and masks drawn by the generator too
     network = {"type": "eggroll_mlp" if strategy == "eggroll" else "mlp", "hidden": [4]}
     return {
         "run": {"generations": generations, "checkpoint_every": 1, "progress": False},

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -152,7 +153,73 @@ def population_normal(
     keys = member_keys(seed, generation, members if isinstance(members, range) else list(members), purpose)
     size = (len(keys), *shape)
     if generator == "philox":
-        return _philox_rows(keys, size, dtype, torch.device(device), out)
+        return _philox_rows("normal", keys, size, dtype, torch.device(device), out)
+    # what torch.randn(shape, generator=gen, out=row) runs
+    return _mt_rows(keys, size, dtype, device, out, generator, lambda row, gen: row.normal_(generator=gen))
+
+
+def population_uniform(
+    members: int | range | list[int],
+    shape: tuple[int, ...] | int,
+    seed: int,
+    generation: int,
+    purpose: str = "uniform",
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    generator: str = "mt19937",
+) -> torch.Tensor:
+    """Uniform ``[0, 1)`` draws for several members, keyed like ``population_normal``; with
+    mt19937, row i equals ``uniform(shape, .., member=members[i])``."""
+    keys, size = _keys_and_size(members, shape, seed, generation, purpose)
+    if generator == "philox":
+        return _philox_rows("uniform", keys, size, dtype, torch.device(device), None)
+    # what torch.rand(shape, generator=gen) runs
+    return _mt_rows(keys, size, dtype, device, None, generator, lambda row, gen: row.uniform_(generator=gen))
+
+
+def population_randint(
+    high: int,
+    members: int | range | list[int],
+    shape: tuple[int, ...] | int,
+    seed: int,
+    generation: int,
+    purpose: str = "randint",
+    *,
+    device: torch.device | str = "cpu",
+    generator: str = "mt19937",
+) -> torch.Tensor:
+    """Integers in ``[0, high)`` (int64) for several members, keyed like ``population_normal``; with
+    mt19937, row i equals ``randint(high, shape, .., member=members[i])``; with philox, the floor of
+    ``high`` times a 53-bit uniform."""
+    keys, size = _keys_and_size(members, shape, seed, generation, purpose)
+    if generator == "philox":
+        u = _philox_rows("uniform", keys, size, torch.float64, torch.device(device), None)
+        return u.mul_(high).floor_().to(torch.int64).clamp_(max=high - 1)
+    # what torch.randint(high, shape, generator=gen) runs
+    fill = lambda row, gen: row.random_(0, high, generator=gen)  # noqa: E731
+    return _mt_rows(keys, size, torch.int64, device, None, generator, fill)
+
+
+def _keys_and_size(
+    members: int | range | list[int], shape: tuple[int, ...] | int, seed: int, generation: int, purpose: str
+) -> tuple[list[int], tuple[int, ...]]:
+    members = range(members) if isinstance(members, int) else members
+    keys = member_keys(seed, generation, members if isinstance(members, range) else list(members), purpose)
+    return keys, (len(keys), *((shape,) if isinstance(shape, int) else shape))
+
+
+def _mt_rows(
+    keys: list[int],
+    size: tuple[int, ...],
+    dtype: torch.dtype,
+    device: torch.device | str,
+    out: torch.Tensor | None,
+    generator: str,
+    fill: Any,
+) -> torch.Tensor:
+    """Row i filled by ``fill(row, gen)`` after re-seeding one CPU generator with key i (the same bits
+    as a fresh generator per member), then moved to ``device``."""
     if generator != "mt19937":
         raise ValueError(f"generator = {generator!r}; allowed: {', '.join(GENERATORS)}")
     if out is None:
@@ -162,20 +229,25 @@ def population_normal(
     gen = torch.Generator(device="cpu")
     for key, row in zip(keys, out.unbind(0), strict=True):
         gen.manual_seed(key)
-        row.normal_(generator=gen)  # what torch.randn(shape, generator=gen, out=row) runs
+        fill(row, gen)
     return out.to(device)
 
 
 def _philox_rows(
-    keys: list[int], size: tuple[int, ...], dtype: torch.dtype, device: torch.device, out: torch.Tensor | None
+    kind: str,
+    keys: list[int],
+    size: tuple[int, ...],
+    dtype: torch.dtype,
+    device: torch.device,
+    out: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Rows of ``size`` from the Philox streams with keys ``keys`` (63 bits: two 32-bit key words)."""
+    """``kind`` draws of ``size`` from the Philox streams of ``keys`` (63 bits: two key words)."""
     from neuroevo.core import philox
 
     k = torch.tensor(keys, dtype=torch.int64, device=device)
     zero = torch.zeros_like(k)
     n = math.prod(size[1:])
-    rows = philox.draw("normal", k & philox.M32, k >> 32, zero, zero, n, dtype=dtype).reshape(size)
+    rows = philox.draw(kind, k & philox.M32, k >> 32, zero, zero, n, dtype=dtype).reshape(size)
     if out is not None and out.device == device and tuple(out.shape) == size and out.dtype == dtype:
         return out.copy_(rows)
     return rows

@@ -470,11 +470,10 @@ class SeedGA(Strategy):
         order = torch.argsort(fitness, descending=True, stable=True)
         parents = order[: p.truncation].tolist()
         members = list(range(p.elites, size))
-        picks = [
-            parents[int(nrandom.randint(p.truncation, 2, self.seed, gen, i, "parents")[0])] for i in members
-        ]
+        first = nrandom.population_randint(p.truncation, members, 2, self.seed, gen, "parents")[:, 0]
+        picks = [parents[i] for i in first.tolist()]
         power = self.current_mutation_power
-        seeds = [nrandom.derive_key(self.seed, gen, i, "mutation") for i in members]
+        seeds = nrandom.member_keys(self.seed, gen, members, "mutation")
         noise = torch.empty(len(members), self.num_params, dtype=self.dtype)
         for row, seed in enumerate(seeds):
             _fill_noise(noise[row], seed)

@@ -124,7 +124,8 @@ class GA(Strategy):
         parents = order[: p.truncation].to(self.device)
         n_children = size - p.elites
         members = range(p.elites, size)
-        pick = torch.stack([nrandom.randint(p.truncation, 2, self.seed, gen, i, "parents") for i in members])
+        draw = {"seed": self.seed, "generation": gen, "generator": self.noise_generator}
+        pick = nrandom.population_randint(p.truncation, members, 2, purpose="parents", **draw)
         # the next population is written into one buffer: elites, then each child's first parent
         # plus its mutation (the same roundings as ``first + power * noise``)
         out = torch.empty_like(population)
@@ -133,12 +134,11 @@ class GA(Strategy):
         children = out[p.elites :]
         first = torch.index_select(population, 0, parents[pick[:, 0]], out=children)
         if p.crossover_prob > 0:
-            coins = torch.stack([nrandom.uniform(1, self.seed, gen, i, "crossover") for i in members])
+            coins = nrandom.population_uniform(members, 1, purpose="crossover", **draw)
             do_cross = (coins[:, 0] < p.crossover_prob).to(self.device)
             second = population[parents[pick[:, 1]]]
-            masks = torch.stack(
-                [nrandom.uniform(self.num_params, self.seed, gen, i, "crossover-mask") < 0.5 for i in members]
-            ).to(self.device)
+            masks = nrandom.population_uniform(members, self.num_params, purpose="crossover-mask", **draw)
+            masks = (masks < 0.5).to(self.device)
             masks &= do_cross.unsqueeze(1)
             children.copy_(torch.where(masks, second, first))
         power = self.current_mutation_power
