@@ -59,13 +59,16 @@ def _insert(
     keys = pop.node_key if prefix == "node" else pop.conn_innovation
     first = next(iter(values.values()))
     genes = 1 if first.dim() == 1 else first.shape[1]
-    count = (keys.index_select(0, rows) != PAD).sum(1)
+    counts = pop.gene_counts()  # known for crossover's children: no count over the rows
+    kind = 0 if prefix == "node" else 1
+    count = counts[kind].index_select(0, rows)
     need = int(count.max()) + genes
     if need > keys.shape[1]:
         if prefix == "node":
             pop = pop.padded(need + spare, pop.conn_innovation.shape[1])
         else:
             pop = pop.padded(pop.node_key.shape[1], need + spare)
+    counts[kind].index_add_(0, rows, torch.full_like(rows, genes))  # rows are distinct
     slots = count.unsqueeze(1) + torch.arange(genes)
     rows = rows.unsqueeze(1).expand_as(slots)
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:

@@ -52,6 +52,16 @@ def offspring_counts(
     return round_to_total(raw / raw.sum() * total_size, total_size)
 
 
+def descending(values: torch.Tensor) -> torch.Tensor:
+    """``argsort(-values, stable=True)`` for float64 ``values`` without NaN, through int64 keys
+    in the same order (an integer sort is several times faster than a float one on the CPU)."""
+    if len(values) < 1024:  # small: fewer tensor calls
+        return torch.argsort(-values, stable=True)
+    bits = (values.double() + 0.0).view(torch.int64)  # + 0.0: -0.0 ties with 0.0, as a float sort
+    key = torch.where(bits < 0, bits ^ 0x7FFFFFFFFFFFFFFF, bits)  # negatives: order reversed
+    return torch.argsort(key.bitwise_not_(), stable=True)  # ~key is strictly decreasing in key
+
+
 @dataclass
 class Parents:
     """Who makes the next generation: elites (copied) and children's (primary, secondary)."""
@@ -71,7 +81,7 @@ def choose_parents(
 ) -> Parents:
     """Elites and parent pairs for ``spawn[s]`` offspring of each species ``s``."""
     count = len(sizes)
-    by_fit = torch.argsort(-fitness, stable=True)
+    by_fit = descending(fitness)
     order = by_fit[torch.argsort(member[by_fit], stable=True)]  # by species, then best first
     offsets = torch.cumsum(sizes, 0) - sizes
     elites = torch.minimum(torch.minimum(spawn, sizes), torch.full_like(spawn, p.elitism))
@@ -90,4 +100,4 @@ def choose_parents(
     return Parents(order[offsets[sp_e] + rank_e], torch.where(first, p1, p2), torch.where(first, p2, p1))
 
 
-__all__ = ["Parents", "choose_parents", "offspring_counts", "round_to_total"]
+__all__ = ["Parents", "choose_parents", "descending", "offspring_counts", "round_to_total"]
