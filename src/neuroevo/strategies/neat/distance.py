@@ -39,7 +39,7 @@ class DistanceCache:
 
     population: NEATPopulation
     enabled: torch.Tensor | None = None
-    dense: dict[Any, DenseRows] = field(default_factory=dict)
+    dense: dict[Any, Any] = field(default_factory=dict)  # DenseRows and gene lists, per gene kind
 
 
 def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tensor) -> torch.Tensor:
@@ -77,6 +77,7 @@ def _columns(keys: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
     return torch.where((union[pos] == keys) & (keys != PAD), pos, u)
 
 
+_PRESENT_ELEMENTS = 1 << 14  # gene slots from which a's dense rows are written gene by gene
 _REUSE_ELEMENTS = 1 << 24  # dense rows kept for reuse: at most 64 MiB of float32 per gene kind
 
 
@@ -89,8 +90,9 @@ def _matched_terms(
     cd: float,
     cw: float,
     budget: int,
-    reuse: dict[Any, DenseRows] | None = None,
+    reuse: dict[Any, Any] | None = None,
     key: Any = None,
+    a_counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[n, m]``: ``cw * (sum over matching genes of the attribute differences) - 2 cd * matches``.
 
@@ -111,7 +113,9 @@ def _matched_terms(
 
     ``reuse[key]`` (kept with ``a``, see ``DistanceCache``) holds ``a``'s dense rows from the
     previous call: when ``b``'s keys are all in that call's union (speciation's second pass,
-    against the new representatives, usually), they are used again instead of rebuilt.
+    against the new representatives, usually), they are used again instead of rebuilt. For a
+    large ``a`` with its gene counts ``a_counts``, the dense rows are written from the list of
+    its present genes (kept in ``reuse`` too), not from every padded slot.
     """
     f32 = torch.float32  # exact for the counts; about 1e-6 relative on the weight sums
     n, m = ak.shape[0], bk.shape[0]
@@ -151,6 +155,31 @@ def _matched_terms(
             off += blk
         return buf.T
 
+    def dense_present(rows: slice) -> torch.Tensor:
+        """``dense(col_a, a_attr, rows)`` written from ``a``'s present genes only (large tables
+        are mostly empty slots): one 1-D scatter per block into the column-major buffer."""
+        assert present is not None
+        g_row, g_col, g_floats, g_e, g_cats, starts = present
+        r0, r1 = rows.start, min(rows.stop, n)
+        g0, g1 = starts[r0 // step], starts[r0 // step + 1]
+        r = r1 - r0
+        buf = torch.zeros(width * r, dtype=f32)
+        at = g_col[g0:g1].mul(r).add_(g_row[g0:g1]).sub_(r0)  # (column, row) in the buffer
+        buf.scatter_(0, at, 1.0)
+        off = blk * r
+        if flag:
+            buf.scatter_(0, at + off, g_e[g0:g1])
+            off += blk * r
+        for c, k in zip(g_cats, cats, strict=True):
+            # column col * k + c of the block: (col * k + c) * r + row = at * k - row * (k - 1) + c * r
+            row = g_row[g0:g1] - r0
+            buf.scatter_(0, (g_col[g0:g1] * k + c[g0:g1]).mul_(r).add_(row).add_(off), 1.0)
+            off += blk * k * r
+        for f in g_floats:
+            buf.scatter_(0, at + off, f[g0:g1])
+            off += blk * r
+        return buf.view(width, r)
+
     bb = dense(col_b, b_attr, slice(None)).T
     live = (torch.arange(blk) < u).to(f32)  # the junk column never matches
     pb = bb[:, :blk] * live
@@ -177,16 +206,33 @@ def _matched_terms(
     # minus sum |F_b| plus P_a |F_b| (in ``right``) leaves the matching genes only
     const = -cw * absb.sum(1, keepdim=True)
     out_t = out.T  # [m, n]: results come out transposed, like the dense rows
+    present = None
+    step = max(1, budget // (width + len(pair_col)))
     if groups is None:
-        col_a = _columns(ak, union)
-        step = max(1, budget // (width + len(pair_col)))
         groups = [(slice(r0, r0 + step), None) for r0 in range(0, n, step)]
+        if ak.numel() >= _PRESENT_ELEMENTS and a_counts is not None:  # no writes for empty slots
+            genes = None if reuse is None else reuse.get(("genes", key))
+            if genes is None:  # a's genes as lists (kept for the next call)
+                at = (ak != PAD).view(-1).nonzero().squeeze(1)
+                pick = lambda t: t.reshape(-1).index_select(0, at)  # noqa: E731
+                floats, e, cs = a_attr
+                g_row = torch.repeat_interleave(torch.arange(n), a_counts)  # rows are compact
+                e_at = pick(e) if e is not None else None
+                genes = (g_row, pick(ak), [pick(f) for f in floats], e_at, [pick(c) for c in cs])
+                if reuse is not None:
+                    reuse[("genes", key)] = genes
+            g_row, g_key, g_floats, e_at, g_cats = genes
+            starts = torch.searchsorted(g_row, torch.arange(0, n + step, step)).tolist()
+            present = (g_row, _columns(g_key, union), g_floats, e_at, g_cats, starts)
+        else:
+            col_a = _columns(ak, union)
+        make = (lambda rows: dense(col_a, a_attr, rows)) if present is None else dense_present
         keep = reuse is not None and width * n <= _REUSE_ELEMENTS
         if keep:
-            groups = [(rows, dense(col_a, a_attr, rows)) for rows, _ in groups]
+            groups = [(rows, make(rows)) for rows, _ in groups]
             reuse[key] = DenseRows(union, groups)
     for rows, kept in groups:
-        ba = kept if kept is not None else dense(col_a, a_attr, rows)  # [width, r]
+        ba = kept if kept is not None else make(rows)  # [width, r]
         part = right @ ba[:linear]
         if nf:
             diff = None
@@ -299,7 +345,7 @@ def compatibility_distance(
         if len(a) * len(b) * ak.shape[1] * bk.shape[1] <= pairwise_elements:
             num = _pairwise_terms(ak, bk, aa, ba, cd, cw)
         else:
-            num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)))
+            num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)), na)
         na_f, nb_f = na.float().unsqueeze(1), nb.float().unsqueeze(0)
         num += cd * na_f
         num += cd * nb_f
