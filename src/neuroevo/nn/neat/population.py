@@ -92,7 +92,11 @@ class NEATPopulation:
         else:
             index = torch.as_tensor(rows)
             index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
-            out = {k: v[:, cols[k]].index_select(0, index) for k, v in self.tensors.items() if k not in skip}
+            out = {
+                k: (v if width[k[:4]] is None else v[:, cols[k]]).index_select(0, index)
+                for k, v in self.tensors.items()
+                if k not in skip
+            }
         for k in skip:
             shape = next(v for n, v in out.items() if n[:4] == k[:4]).shape
             fill = torch.full((), GENE_FILL[k], dtype=getattr(self, k).dtype, device=self.node_key.device)

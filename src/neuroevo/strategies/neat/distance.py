@@ -247,7 +247,7 @@ def _matched_terms(
     return out
 
 
-_PAIRWISE_ELEMENTS = 1 << 14  # gene pairs up to which comparing every pair beats the dense rows (on CPU)
+_PAIRWISE_ELEMENTS = 1 << 16  # gene pairs up to which comparing every pair beats the dense rows (on CPU)
 
 
 def _pairwise_terms(
@@ -261,21 +261,28 @@ def _pairwise_terms(
     """``_matched_terms`` for small populations: every gene of every ``a`` genome against every
     gene of every ``b`` genome, ``[n, m, Ca, Cb]`` at once, in a dozen tensor calls (the dense
     rows take several dozen, which is what a population of a few hundred pays for)."""
-    match = (ak.unsqueeze(1).unsqueeze(3) == bk.unsqueeze(0).unsqueeze(2)) & (ak != PAD)[:, None, :, None]
+    # a's empty slots become -1, which no key of b equals (b's empty slots are PAD)
+    live_a = torch.where(ak != PAD, ak, -1)
+    match = live_a[:, None, :, None] == bk[None, :, None, :]
 
     def pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[:, None, :, None], y[None, :, None, :]
 
-    diff = torch.zeros(())
+    diff = None
     for fa, fb in zip(a_attr[0], b_attr[0], strict=True):
         x, y = pair(fa, fb)
-        diff = diff + (x - y).abs_()
+        d = (x - y).abs_()
+        diff = d if diff is None else diff.add_(d)
     flags = [(a_attr[1], b_attr[1])] if a_attr[1] is not None else []
     for ca, cb in flags + list(zip(a_attr[2], b_attr[2], strict=True)):
         x, y = pair(ca, cb)
-        diff = diff + (x != y)
-    matched = (diff * match).sum((2, 3))
-    return matched.mul_(cw).sub_(match.sum((2, 3)), alpha=2 * cd)
+        differs = x != y
+        diff = differs.float() if diff is None else diff.add_(differs)
+    count = match.sum((2, 3))
+    if diff is None:  # no attribute compared: the matches only
+        return count.float().mul_(-2 * cd)
+    matched = diff.mul_(match).sum((2, 3))
+    return matched.mul_(cw).sub_(count, alpha=2 * cd)
 
 
 def compatibility_distance(

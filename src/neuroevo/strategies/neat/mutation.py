@@ -73,7 +73,8 @@ def _insert(
     rows = rows.unsqueeze(1).expand_as(slots)
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
         t = getattr(pop, name)
-        t.index_put_((rows, slots), values[name].to(t.dtype).view(slots.shape))
+        v = values[name]
+        t.index_put_((rows, slots), (v if v.dtype == t.dtype else v.to(t.dtype)).view(slots.shape))
     return pop
 
 
