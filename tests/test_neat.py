@@ -386,6 +386,31 @@ def test_vectorised_distance_equals_naive():
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
 
+def test_numpy_distance_of_small_populations_equals_naive_and_dense():
+    from neuroevo.strategies.neat.distance import _distance_numpy
+
+    s, _ = evolve_random(12, seed=7, size=50)
+    pop = s.ask()
+    reps = pop.select(list(range(0, 50, 6)))
+    js = [genome_to_json(pop.genome(i)) for i in range(len(pop))]
+    rj = [genome_to_json(reps.genome(j)) for j in range(len(reps))]
+    naive = torch.tensor(
+        [[reference_distance(a, b, 1.0, 0.5, 1.0) for b in rj] for a in js], dtype=torch.float64
+    )
+    small = compatibility_distance(pop, reps)  # what speciation of a small population runs
+    torch.testing.assert_close(small, _distance_numpy(pop, reps, 1.0, 0.5, ()), rtol=0, atol=0)
+    torch.testing.assert_close(small, naive, rtol=1e-5, atol=1e-5)
+    dense = compatibility_distance(pop, reps, pairwise_elements=0)  # tensor dense rows
+    torch.testing.assert_close(small, dense, rtol=1e-5, atol=1e-5)
+    constant = s.genome_config.constant
+    torch.testing.assert_close(
+        _distance_numpy(pop, reps, 1.0, 0.5, constant),
+        compatibility_distance(pop, reps, constant=constant, pairwise_elements=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def test_speciate_against_previous_representatives_needs_one_distance_pass(monkeypatch):
     calls = {"new": 0, "previous": 0}
     for mode in calls:
