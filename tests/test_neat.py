@@ -576,3 +576,21 @@ def test_old_species_keep_their_closest_free_genome_in_order():
         if trial % 7 == 0:
             d[0, 0] = float("nan")
         assert _closest(d, torch.ones(n, dtype=torch.bool)) == sequential(d)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"structural_mutation_surer": True}, {"single_structural_mutation": True}, {"feed_forward": False}],
+)
+def test_numpy_structural_mutation_of_small_populations_equals_the_tensor_path(monkeypatch, options):
+    from neuroevo.strategies.neat import mutation
+
+    def final(slots: int) -> dict[str, torch.Tensor]:
+        monkeypatch.setattr(mutation, "_NUMPY_SLOTS", slots)
+        strategy, _ = evolve_random(20, seed=3, size=60, **options)
+        return strategy.population.tensors
+
+    small, tensor = final(1 << 13), final(-1)
+    assert small.keys() == tensor.keys()
+    for name in small:
+        assert torch.equal(small[name], tensor[name]), name
