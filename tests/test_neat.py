@@ -580,13 +580,20 @@ def test_old_species_keep_their_closest_free_genome_in_order():
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"structural_mutation_surer": True}, {"single_structural_mutation": True}, {"feed_forward": False}],
+    [
+        {},
+        {"structural_mutation_surer": True},
+        {"single_structural_mutation": True},
+        {"feed_forward": False},
+        {"enabled_rate_to_true_add": 0.2, "bias_replace_rate": 0.3},
+    ],
 )
-def test_numpy_structural_mutation_of_small_populations_equals_the_tensor_path(monkeypatch, options):
-    from neuroevo.strategies.neat import mutation
+def test_numpy_mutation_of_small_populations_equals_the_tensor_path(monkeypatch, options):
+    from neuroevo.strategies.neat import attributes, mutation
 
     def final(slots: int) -> dict[str, torch.Tensor]:
         monkeypatch.setattr(mutation, "_NUMPY_SLOTS", slots)
+        monkeypatch.setattr(attributes, "_NUMPY_SLOTS", slots)
         strategy, _ = evolve_random(20, seed=3, size=60, **options)
         return strategy.population.tensors
 
