@@ -155,6 +155,42 @@ def reaches(pop: NEATPopulation, rows: torch.Tensor, start: torch.Tensor, goal: 
     return reach.gather(1, g_slot).squeeze(1) > 0
 
 
+def _reaches_numpy(pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """``reaches`` for NumPy rows: a breadth-first spread over each genome's connections. A
+    node's slot is found by one search of ``row * span + id`` in every row's sorted
+    ``[inputs | node keys]`` (empty slots read as ``span - 2``, which no id equals)."""
+    num_in = pop.num_inputs
+    node_key = pop.node_key.numpy()[rows]
+    conn_in, conn_out = pop.conn_in.numpy()[rows], pop.conn_out.numpy()[rows]
+    live = pop.conn_innovation.numpy()[rows] != PAD
+    k, n = node_key.shape
+    c, width = conn_in.shape[1], num_in + n + 1
+    present = node_key != PAD
+    span = int(node_key[present].max(initial=num_in)) + 3
+    keys = np.concatenate([np.broadcast_to(np.arange(num_in), (k, num_in)), node_key], 1)
+    keys = np.where(keys == PAD, span - 2, keys) + np.arange(k)[:, None] * span  # increasing
+    ids = np.concatenate([conn_in, conn_out, start[:, None], goal[:, None]], 1)
+    valid = (ids >= 0) & (ids < span - 2)
+    query = np.where(valid, ids, 0) + np.arange(k)[:, None] * span
+    flat = keys.reshape(-1)
+    pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
+    found = valid & (flat[pos] == query)
+    slot = np.where(found, pos - np.arange(k)[:, None] * (width - 1), 0)
+    src, dst = slot[:, :c], slot[:, c : 2 * c]
+    ok = live & found[:, :c] & found[:, c : 2 * c]
+    every = np.broadcast_to(np.arange(k)[:, None], src.shape)
+    reach = np.zeros((k, width), dtype=bool)
+    reach[np.arange(k), slot[:, 2 * c]] = True
+    for _ in range(width + 1):
+        spread = reach[every, src] & ok
+        new = reach.copy()
+        new[every[spread], dst[spread]] = True
+        if np.array_equal(new, reach):
+            break
+        reach = new
+    return reach[np.arange(k), slot[:, 2 * c + 1]]
+
+
 @dataclass
 class StructuralMutation:
     """Add/delete node, add/delete connection for a batch of children (see the module doc)."""
@@ -294,8 +330,7 @@ class StructuralMutation:
         src = np.where(si < num_in, si, node_key[every, np.clip(si - num_in, 0, max(n - 1, 0))])
         dst = node_key[every, di]
         if p.feed_forward:
-            t = torch.from_numpy
-            ok &= ~self._creates_cycle(pop, t(sel), t(src), t(dst), t(ok)).numpy()
+            ok &= ~self._creates_cycle_numpy(pop, sel, src, dst, ok)
         same = (
             (pop.conn_in.numpy()[sel] == src[:, None])
             & (pop.conn_out.numpy()[sel] == dst[:, None])
@@ -350,6 +385,23 @@ class StructuralMutation:
             idx = idx[feeds]
             if idx.numel():
                 bad[idx[reaches(pop, sel[idx], dst[idx], src[idx])]] = True
+        return bad
+
+    def _creates_cycle_numpy(
+        self, pop: NEATPopulation, sel: np.ndarray, src: np.ndarray, dst: np.ndarray, ok: np.ndarray
+    ) -> np.ndarray:
+        """``_creates_cycle`` for NumPy candidates."""
+        cfg = self.genome_config
+        first_out, first_hidden = cfg.num_inputs, cfg.num_inputs + cfg.num_outputs
+        is_out = lambda key: (key >= first_out) & (key < first_hidden)  # noqa: E731
+        bad = (is_out(src) & is_out(dst)) | (src == dst)
+        check = ok & ~bad & (src >= cfg.num_inputs)
+        if check.any():
+            idx = np.flatnonzero(check)
+            # a cycle needs a path dst -> src: none when dst feeds no connection at all
+            idx = idx[(pop.conn_in.numpy()[sel[idx]] == dst[idx][:, None]).any(1)]
+            if idx.size:
+                bad[idx[_reaches_numpy(pop, sel[idx], dst[idx], src[idx])]] = True
         return bad
 
     def add_connection(
