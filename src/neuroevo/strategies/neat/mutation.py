@@ -70,12 +70,12 @@ def _insert(
         else:
             pop = pop.padded(pop.node_key.shape[1], need + spare)
     counts[kind].index_add_(0, rows, torch.full_like(rows, genes))  # rows are distinct
-    slots = count.unsqueeze(1) + torch.arange(genes)
-    rows = rows.unsqueeze(1).expand_as(slots)
+    width = pop.node_key.shape[1] if prefix == "node" else pop.conn_innovation.shape[1]
+    flat = (rows * width + count).unsqueeze(1).add(torch.arange(genes)).view(-1)  # distinct slots
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
-        t = getattr(pop, name)
+        t = getattr(pop, name).view(-1)  # the tables are contiguous (crossover's, or widened)
         v = values[name]
-        t.index_put_((rows, slots), (v if v.dtype == t.dtype else v.to(t.dtype)).view(slots.shape))
+        t.index_copy_(0, flat, (v if v.dtype == t.dtype else v.to(t.dtype)).reshape(-1))
     return pop
 
 
