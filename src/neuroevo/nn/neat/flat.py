@@ -213,7 +213,7 @@ def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: 
         return list(t.tensor_split(cuts)) if cuts else [t]
 
     pieces = zip(
-        node_counts,
+        node_counts or [0],
         tensors(bias, n_cuts, dtype),
         tensors(src[e_order], e_cuts, None),
         tensors(dst[e_order], e_cuts, None),
@@ -222,7 +222,7 @@ def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: 
     )
     name = ACTIVATIONS.canonical(pop.activations[0])
     act = INPLACE.get(name)
-    levels = [FlatLevel(*x) for x in pieces]
+    levels = [FlatLevel(*x) for x in pieces] if node_counts else []
     out_t = torch.from_numpy(outputs).to(device)
     return FlatNEAT(num_in, num_out, p, levels, out_t, act or get_activation(name), act is not None)
 
