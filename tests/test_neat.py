@@ -386,6 +386,31 @@ def test_vectorised_distance_equals_naive():
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
 
+def test_numpy_distance_of_small_populations_equals_naive_and_dense():
+    from neuroevo.strategies.neat.distance import _distance_numpy
+
+    s, _ = evolve_random(12, seed=7, size=50)
+    pop = s.ask()
+    reps = pop.select(list(range(0, 50, 6)))
+    js = [genome_to_json(pop.genome(i)) for i in range(len(pop))]
+    rj = [genome_to_json(reps.genome(j)) for j in range(len(reps))]
+    naive = torch.tensor(
+        [[reference_distance(a, b, 1.0, 0.5, 1.0) for b in rj] for a in js], dtype=torch.float64
+    )
+    small = compatibility_distance(pop, reps)  # what speciation of a small population runs
+    torch.testing.assert_close(small, _distance_numpy(pop, reps, 1.0, 0.5, ()), rtol=0, atol=0)
+    torch.testing.assert_close(small, naive, rtol=1e-5, atol=1e-5)
+    dense = compatibility_distance(pop, reps, pairwise_elements=0)  # tensor dense rows
+    torch.testing.assert_close(small, dense, rtol=1e-5, atol=1e-5)
+    constant = s.genome_config.constant
+    torch.testing.assert_close(
+        _distance_numpy(pop, reps, 1.0, 0.5, constant),
+        compatibility_distance(pop, reps, constant=constant, pairwise_elements=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 def test_speciate_against_previous_representatives_needs_one_distance_pass(monkeypatch):
     calls = {"new": 0, "previous": 0}
     for mode in calls:
@@ -551,3 +576,28 @@ def test_old_species_keep_their_closest_free_genome_in_order():
         if trial % 7 == 0:
             d[0, 0] = float("nan")
         assert _closest(d, torch.ones(n, dtype=torch.bool)) == sequential(d)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"structural_mutation_surer": True},
+        {"single_structural_mutation": True},
+        {"feed_forward": False},
+        {"enabled_rate_to_true_add": 0.2, "bias_replace_rate": 0.3},
+    ],
+)
+def test_numpy_mutation_of_small_populations_equals_the_tensor_path(monkeypatch, options):
+    from neuroevo.strategies.neat import attributes, mutation
+
+    def final(slots: int) -> dict[str, torch.Tensor]:
+        monkeypatch.setattr(mutation, "_NUMPY_SLOTS", slots)
+        monkeypatch.setattr(attributes, "_NUMPY_SLOTS", slots)
+        strategy, _ = evolve_random(20, seed=3, size=60, **options)
+        return strategy.population.tensors
+
+    small, tensor = final(1 << 13), final(-1)
+    assert small.keys() == tensor.keys()
+    for name in small:
+        assert torch.equal(small[name], tensor[name]), name

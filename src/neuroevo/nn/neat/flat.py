@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from neuroevo.nn.activations import ACTIVATIONS, INPLACE, get_activation
@@ -96,7 +97,11 @@ def _edges(pop: NEATPopulation, row_start: torch.Tensor) -> tuple[torch.Tensor, 
 def compile_flat(
     pop: NEATPopulation, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
 ) -> FlatNEAT:
-    """Lower ``pop`` (``flat_applicable``) to the levels of one flat graph."""
+    """Lower ``pop`` (``flat_applicable``) to the levels of one flat graph (small populations
+    in NumPy: the same integers, for a fraction of the per-call cost of tensor ops)."""
+    slots = pop.node_key.numel() + pop.conn_innovation.numel()
+    if slots <= _NUMPY_SLOTS and pop.node_key.device.type == "cpu":
+        return _compile_flat_numpy(pop, device, dtype)
     num_in, num_out = pop.num_inputs, pop.num_outputs
     p, n = pop.node_key.shape
     node_ok = pop.node_key != PAD
@@ -137,6 +142,89 @@ def compile_flat(
     return FlatNEAT(
         num_in, num_out, p, levels, outputs.to(device), act or get_activation(name), act is not None
     )
+
+
+_NUMPY_SLOTS = 1 << 13  # gene slots up to which compile_flat lowers in NumPy
+
+
+def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: torch.dtype) -> FlatNEAT:
+    """``compile_flat`` in NumPy (the same steps and results; ends are found by one search of
+    ``genome * span + id`` in the sorted keys of all present nodes)."""
+    num_in, num_out = pop.num_inputs, pop.num_outputs
+    p, n = pop.node_key.shape
+    c = max(pop.conn_innovation.shape[1], 1)
+    node_key = pop.node_key.numpy().reshape(-1)
+    live = np.flatnonzero(node_key != PAD)  # genome-major, sorted within a genome
+    k = live.size
+    counts = np.bincount(live // max(n, 1), minlength=p)
+    row_start = np.cumsum(counts) - counts  # outputs come first in a row
+    at = np.flatnonzero(pop.conn_enabled.numpy())  # empty slots are disabled
+    genome = at // c
+    keys = node_key[live]
+    span = int(keys.max()) + 1 if k else 1
+    flat_keys = (live // max(n, 1)) * span + keys  # increasing
+    src_id = pop.conn_in.numpy().reshape(-1)[at]
+    dst_id = pop.conn_out.numpy().reshape(-1)[at]
+    weight = pop.conn_weight.numpy().reshape(-1)[at]
+    ends = []
+    for ids in (src_id, dst_id):
+        query = genome * span + ids
+        pos = np.minimum(np.searchsorted(flat_keys, query), max(k - 1, 0))
+        ends.append((pos, flat_keys[pos] == query if k else np.zeros(len(ids), dtype=bool)))
+    (src_pos, src_found), (dst_pos, dst_found) = ends
+    src_in = src_id < num_in
+    keep = (src_found | src_in) & dst_found
+    if not keep.all():
+        genome, src_id, src_in, src_pos, dst_pos, weight = (
+            t[keep] for t in (genome, src_id, src_in, src_pos, dst_pos, weight)
+        )
+    src_node = np.where(src_in, k, src_pos)
+    base_level = np.ones(k + 1, dtype=np.int64)
+    base_level[k] = 0
+    level = base_level
+    for _ in range(n + 2):  # each node's level: 1 + its deepest source's
+        new = base_level.copy()
+        np.maximum.at(new, dst_pos, level[src_node] + 1)
+        if np.array_equal(new, level):
+            break
+        level = new
+    else:
+        raise ValueError("a feed_forward genome has a cycle; use feed_forward = false for recurrent genomes")
+    level = level[:k]
+    order = np.argsort(level, kind="stable")  # value columns: nodes by level, then genome
+    by_level = level[order]
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    base = p * num_in
+    bounds = np.arange(1, int(by_level[-1]) + 2 if k else 2)
+    first = np.searchsorted(by_level, bounds)  # first column of each level (and the end)
+    node_counts = np.diff(first).tolist()  # nodes per level
+    e_level = level[dst_pos]
+    e_order = np.argsort(e_level, kind="stable")
+    src = np.where(src_in, genome * num_in + src_id, base + rank[src_pos])
+    dst = rank[dst_pos] - first[e_level - 1]
+    e_cuts = np.searchsorted(e_level[e_order], bounds)[:-1].tolist()[1:]
+    n_cuts = first[:-1].tolist()[1:]
+    bias = pop.node_bias.numpy().reshape(-1)[live][order]
+    outputs = base + rank[(row_start[:, None] + np.arange(num_out)).reshape(-1)]
+
+    def tensors(a: np.ndarray, cuts: list[int], as_dtype: torch.dtype | None) -> list[torch.Tensor]:
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(device, as_dtype)
+        return list(t.tensor_split(cuts)) if cuts else [t]
+
+    pieces = zip(
+        node_counts or [0],
+        tensors(bias, n_cuts, dtype),
+        tensors(src[e_order], e_cuts, None),
+        tensors(dst[e_order], e_cuts, None),
+        tensors(weight[e_order], e_cuts, dtype),
+        strict=True,
+    )
+    name = ACTIVATIONS.canonical(pop.activations[0])
+    act = INPLACE.get(name)
+    levels = [FlatLevel(*x) for x in pieces] if node_counts else []
+    out_t = torch.from_numpy(outputs).to(device)
+    return FlatNEAT(num_in, num_out, p, levels, out_t, act or get_activation(name), act is not None)
 
 
 def run_flat(f: FlatNEAT, x: torch.Tensor) -> torch.Tensor:

@@ -58,10 +58,12 @@ def aggregation_index(name: str) -> int:
 def pad_columns(t: torch.Tensor, width: int, fill: Any, copy: bool = True) -> torch.Tensor:
     """``t[K, W]`` cut or padded (with ``fill``) to ``width`` columns (``copy`` = False: a cut
     may be a view of ``t``)."""
-    if t.shape[1] >= width:
+    have = t.shape[1]
+    if have == width:
+        return t.contiguous()
+    if have > width:
         return t[:, :width].contiguous() if copy else t[:, :width]
-    extra = torch.full((t.shape[0], width - t.shape[1]), fill, dtype=t.dtype, device=t.device)
-    return torch.cat([t, extra], dim=1)
+    return torch.constant_pad_nd(t, (0, width - have), fill)  # one call (exact for integer fills)
 
 
 __all__ = [

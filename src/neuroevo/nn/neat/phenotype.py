@@ -185,6 +185,8 @@ class NEATPhenotype:
         size = len(pop)
         step = self.chunk_size if self.chunk_size > 0 else max(size, 1)
         if flat_applicable(pop):  # no padding to trim: chunks only bound memory
+            if step >= size:  # one chunk: the population itself
+                return CompiledChunks(device, dtype, [compile_flat(pop, device, dtype)], None, None)
             chunks = [
                 compile_flat(pop[start : start + step], device, dtype) for start in range(0, size, step)
             ]

@@ -92,23 +92,32 @@ class NEATPopulation:
         else:
             index = torch.as_tensor(rows)
             index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
-            out = {k: v[:, cols[k]].index_select(0, index) for k, v in self.tensors.items() if k not in skip}
+            out = {
+                k: (v if width[k[:4]] is None else v[:, cols[k]]).index_select(0, index)
+                for k, v in self.tensors.items()
+                if k not in skip
+            }
         for k in skip:
             shape = next(v for n, v in out.items() if n[:4] == k[:4]).shape
             fill = torch.full((), GENE_FILL[k], dtype=getattr(self, k).dtype, device=self.node_key.device)
             out[k] = fill.expand(shape)  # a read-only view, no copy
-        return self.replace(**out)
+        selected = self.replace(**out)
+        if self._gene_counts is not None and not skip and not isinstance(rows, slice):
+            # the callers' widths keep every gene; copies, as mutation updates them in place
+            counts = self._gene_counts
+            selected._gene_counts = (counts[0].index_select(0, index), counts[1].index_select(0, index))
+        return selected
 
     def node_counts(self) -> torch.Tensor:
-        return (self.node_key != PAD).sum(1)
+        return _row_counts(self.node_key)
 
     def conn_counts(self) -> torch.Tensor:
-        return (self.conn_innovation != PAD).sum(1)
+        return _row_counts(self.conn_innovation)
 
     def gene_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(node genes, connection genes) per genome, counted once per population: speciation,
         reproduction and the phenotype's chunking all need them. (Only mutation changes a
-        population's tensors in place, on fresh children nobody has counted yet.)"""
+        population's tensors in place, on fresh children, and it keeps their counts.)"""
         if self._gene_counts is None:
             self._gene_counts = (self.node_counts(), self.conn_counts())
         return self._gene_counts
@@ -120,14 +129,25 @@ class NEATPopulation:
         return self.padded(n, c, shrink=True)
 
     def padded(self, nodes: int, conns: int, shrink: bool = False) -> NEATPopulation:
-        """Widen (or with ``shrink`` narrow) the node/connection arrays to the given capacity."""
+        """Widen (or with ``shrink`` narrow, to no fewer columns than the widest genome has
+        genes) the node/connection arrays to the given capacity."""
         out = {}
         for name, t in self.tensors.items():
             width = nodes if name.startswith("node") else conns
             if not shrink:
                 width = max(width, t.shape[1])
             out[name] = pad_columns(t, width, GENE_FILL[name])
-        return self.replace(**out)
+        return self._with_counts(self.replace(**out))
+
+    def _with_counts(self, other: NEATPopulation) -> NEATPopulation:
+        """``other`` (the same genes in other slots) given this population's gene counts."""
+        other._gene_counts = self._gene_counts
+        return other
+
+    def set_gene_counts(self, nodes: torch.Tensor, conns: torch.Tensor) -> None:
+        """Record gene counts a caller knows (crossover: the primary parents'; mutation keeps
+        them up to date), so they need not be counted again."""
+        self._gene_counts = (nodes, conns)
 
     def sort_genes(self, nodes: bool = True, conns: bool = True) -> NEATPopulation:
         """Re-sort every row by node id and innovation number (after inserting genes);
@@ -141,7 +161,7 @@ class NEATPopulation:
             order = torch.argsort(self.conn_innovation, dim=1, stable=True)
             for name in CONN_FIELDS:
                 out[name] = getattr(self, name).gather(1, order)
-        return self.replace(**out)
+        return self._with_counts(self.replace(**out))  # sorting keeps every gene
 
     # -- single genomes --------------------------------------------------------------------------
     def genome(self, index: int) -> dict[str, Any]:
@@ -215,6 +235,15 @@ class NEATPopulation:
             feed_forward=bool(state["feed_forward"]),
             **tensors,
         )
+
+
+def _row_counts(keys: torch.Tensor) -> torch.Tensor:
+    """Genes per row of sorted ``keys`` (``PAD`` last): where ``PAD`` would be inserted, a
+    binary search per row (cheaper than comparing and summing every slot)."""
+    if keys.numel() < 1 << 14:  # small: two tensor calls beat the search's setup
+        return (keys != PAD).sum(1)
+    pad = torch.full((keys.shape[0], 1), PAD, dtype=keys.dtype, device=keys.device)
+    return torch.searchsorted(keys.contiguous(), pad).squeeze(1)
 
 
 def as_population(obj: Any) -> NEATPopulation:

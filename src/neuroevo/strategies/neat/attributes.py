@@ -13,6 +13,7 @@ gene of a population at once.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from neuroevo.nn.neat.genes import PAD
@@ -61,21 +62,68 @@ def _mutate_enabled(p: NEATParams, enabled: torch.Tensor, g: torch.Generator) ->
     return enabled
 
 
+def _float_mutate_numpy(p: NEATParams, name: str, values: np.ndarray, gen: torch.Generator) -> np.ndarray:
+    """``float_mutate`` of a float32 NumPy vector (the same draws and float32 steps)."""
+    rate, replace = getattr(p, f"{name}_mutate_rate"), getattr(p, f"{name}_replace_rate")
+    power = getattr(p, f"{name}_mutate_power")
+    lo, hi = getattr(p, f"{name}_min_value"), getattr(p, f"{name}_max_value")
+    r = torch.rand(values.shape, generator=gen).numpy()
+    noise = torch.randn(values.shape, generator=gen).numpy()
+    # Python floats meet float32 arrays as float32 (NumPy 2's rule, and torch's)
+    out = np.where(r < rate, np.clip(values + noise * power, lo, hi), values)
+    if replace > 0:
+        where = np.flatnonzero((r >= rate) & (r < rate + replace))
+        out[where] = float_init(p, name, (len(where),), gen).numpy()
+    return out
+
+
+def _mutate_enabled_numpy(p: NEATParams, enabled: np.ndarray, g: torch.Generator) -> np.ndarray:
+    """``_mutate_enabled`` of a NumPy vector."""
+    r = torch.rand(enabled.shape, generator=g).numpy()
+    if p.enabled_rate_to_false_add == p.enabled_rate_to_true_add:
+        rate: np.ndarray | float = p.enabled_mutate_rate + p.enabled_rate_to_true_add
+    else:
+        to_false, to_true = np.float32(p.enabled_rate_to_false_add), np.float32(p.enabled_rate_to_true_add)
+        rate = p.enabled_mutate_rate + np.where(enabled, to_false, to_true)
+    where = np.flatnonzero(r < rate)
+    enabled[where] = torch.rand(len(where), generator=g).numpy() < 0.5
+    return enabled
+
+
+_NUMPY_SLOTS = 1 << 13  # gene slots up to which float attributes mutate in NumPy
+
+
 def mutate_attributes(
     p: NEATParams, cfg: GenomeConfig, pop: NEATPopulation, g: torch.Generator
 ) -> NEATPopulation:
-    """Attribute mutations of the genes present (empty slots draw nothing), in place."""
-    conn_at = (pop.conn_innovation != PAD).view(-1).nonzero().squeeze(1)
-    weight = pop.conn_weight.view(-1)
-    weight.index_copy_(0, conn_at, float_mutate(p, "weight", weight.index_select(0, conn_at), g))
-    flags = pop.conn_enabled.view(-1)
-    flags.index_copy_(0, conn_at, _mutate_enabled(p, flags.index_select(0, conn_at), g))
-    node_key = pop.node_key.view(-1)
-    node_at = (node_key != PAD).nonzero().squeeze(1)
-    for name in ("bias", "response"):
-        if name == "bias" or p.response_mutate_rate > 0 or p.response_replace_rate > 0:
-            values = getattr(pop, f"node_{name}").view(-1)
-            values.index_copy_(0, node_at, float_mutate(p, name, values.index_select(0, node_at), g))
+    """Attribute mutations of the genes present (empty slots draw nothing), in place (small
+    CPU populations through NumPy views: the same draws and values)."""
+    slots = pop.node_key.numel() + pop.conn_innovation.numel()
+    if slots <= _NUMPY_SLOTS and pop.node_key.device.type == "cpu":
+        conn_np = np.flatnonzero(pop.conn_innovation.view(-1).numpy() != PAD)
+        weight_np = pop.conn_weight.view(-1).numpy()
+        weight_np[conn_np] = _float_mutate_numpy(p, "weight", weight_np[conn_np], g)
+        flags_np = pop.conn_enabled.view(-1).numpy()
+        flags_np[conn_np] = _mutate_enabled_numpy(p, flags_np[conn_np], g)
+        node_np = np.flatnonzero(pop.node_key.view(-1).numpy() != PAD)
+        for name in ("bias", "response"):
+            if name == "bias" or p.response_mutate_rate > 0 or p.response_replace_rate > 0:
+                values_np = getattr(pop, f"node_{name}").view(-1).numpy()
+                values_np[node_np] = _float_mutate_numpy(p, name, values_np[node_np], g)
+        node_key = pop.node_key.view(-1)
+        node_at = torch.from_numpy(node_np)
+    else:
+        conn_at = (pop.conn_innovation != PAD).view(-1).nonzero().squeeze(1)
+        weight = pop.conn_weight.view(-1)
+        weight.index_copy_(0, conn_at, float_mutate(p, "weight", weight.index_select(0, conn_at), g))
+        flags = pop.conn_enabled.view(-1)
+        flags.index_copy_(0, conn_at, _mutate_enabled(p, flags.index_select(0, conn_at), g))
+        node_key = pop.node_key.view(-1)
+        node_at = (node_key != PAD).nonzero().squeeze(1)
+        for name in ("bias", "response"):
+            if name == "bias" or p.response_mutate_rate > 0 or p.response_replace_rate > 0:
+                values = getattr(pop, f"node_{name}").view(-1)
+                values.index_copy_(0, node_at, float_mutate(p, name, values.index_select(0, node_at), g))
     for name, rate, options in (
         ("activation", p.activation_mutate_rate, cfg.act_options),
         ("aggregation", p.aggregation_mutate_rate, cfg.agg_options),

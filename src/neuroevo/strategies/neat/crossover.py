@@ -55,7 +55,7 @@ def crossover(
         for name in node_fields:
             take = match & (torch.rand(k, n, generator=gen) < 0.5)
             out[name] = torch.where(take, b[name].gather(1, pos), getattr(a, name))
-    return a.replace(**out)
+    return a._with_counts(a.replace(**out))  # the primary's structure: its gene counts
 
 
 __all__ = ["crossover"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from neuroevo.nn.neat.genes import AGGREGATIONS, PAD
@@ -39,7 +40,7 @@ class DistanceCache:
 
     population: NEATPopulation
     enabled: torch.Tensor | None = None
-    dense: dict[Any, DenseRows] = field(default_factory=dict)
+    dense: dict[Any, Any] = field(default_factory=dict)  # DenseRows and gene lists, per gene kind
 
 
 def _excess(ak: torch.Tensor, na: torch.Tensor, rk: torch.Tensor, nr: torch.Tensor) -> torch.Tensor:
@@ -77,6 +78,7 @@ def _columns(keys: torch.Tensor, union: torch.Tensor) -> torch.Tensor:
     return torch.where((union[pos] == keys) & (keys != PAD), pos, u)
 
 
+_PRESENT_ELEMENTS = 1 << 14  # gene slots from which a's dense rows are written gene by gene
 _REUSE_ELEMENTS = 1 << 24  # dense rows kept for reuse: at most 64 MiB of float32 per gene kind
 
 
@@ -89,8 +91,9 @@ def _matched_terms(
     cd: float,
     cw: float,
     budget: int,
-    reuse: dict[Any, DenseRows] | None = None,
+    reuse: dict[Any, Any] | None = None,
     key: Any = None,
+    a_counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[n, m]``: ``cw * (sum over matching genes of the attribute differences) - 2 cd * matches``.
 
@@ -111,7 +114,9 @@ def _matched_terms(
 
     ``reuse[key]`` (kept with ``a``, see ``DistanceCache``) holds ``a``'s dense rows from the
     previous call: when ``b``'s keys are all in that call's union (speciation's second pass,
-    against the new representatives, usually), they are used again instead of rebuilt.
+    against the new representatives, usually), they are used again instead of rebuilt. For a
+    large ``a`` with its gene counts ``a_counts``, the dense rows are written from the list of
+    its present genes (kept in ``reuse`` too), not from every padded slot.
     """
     f32 = torch.float32  # exact for the counts; about 1e-6 relative on the weight sums
     n, m = ak.shape[0], bk.shape[0]
@@ -151,6 +156,31 @@ def _matched_terms(
             off += blk
         return buf.T
 
+    def dense_present(rows: slice) -> torch.Tensor:
+        """``dense(col_a, a_attr, rows)`` written from ``a``'s present genes only (large tables
+        are mostly empty slots): one 1-D scatter per block into the column-major buffer."""
+        assert present is not None
+        g_row, g_col, g_floats, g_e, g_cats, starts = present
+        r0, r1 = rows.start, min(rows.stop, n)
+        g0, g1 = starts[r0 // step], starts[r0 // step + 1]
+        r = r1 - r0
+        buf = torch.zeros(width * r, dtype=f32)
+        at = g_col[g0:g1].mul(r).add_(g_row[g0:g1]).sub_(r0)  # (column, row) in the buffer
+        buf.scatter_(0, at, 1.0)
+        off = blk * r
+        if flag:
+            buf.scatter_(0, at + off, g_e[g0:g1])
+            off += blk * r
+        for c, k in zip(g_cats, cats, strict=True):
+            # column col * k + c of the block: (col * k + c) * r + row = at * k - row * (k - 1) + c * r
+            row = g_row[g0:g1] - r0
+            buf.scatter_(0, (g_col[g0:g1] * k + c[g0:g1]).mul_(r).add_(row).add_(off), 1.0)
+            off += blk * k * r
+        for f in g_floats:
+            buf.scatter_(0, at + off, f[g0:g1])
+            off += blk * r
+        return buf.view(width, r)
+
     bb = dense(col_b, b_attr, slice(None)).T
     live = (torch.arange(blk) < u).to(f32)  # the junk column never matches
     pb = bb[:, :blk] * live
@@ -177,16 +207,33 @@ def _matched_terms(
     # minus sum |F_b| plus P_a |F_b| (in ``right``) leaves the matching genes only
     const = -cw * absb.sum(1, keepdim=True)
     out_t = out.T  # [m, n]: results come out transposed, like the dense rows
+    present = None
+    step = max(1, budget // (width + len(pair_col)))
     if groups is None:
-        col_a = _columns(ak, union)
-        step = max(1, budget // (width + len(pair_col)))
         groups = [(slice(r0, r0 + step), None) for r0 in range(0, n, step)]
+        if ak.numel() >= _PRESENT_ELEMENTS and a_counts is not None:  # no writes for empty slots
+            genes = None if reuse is None else reuse.get(("genes", key))
+            if genes is None:  # a's genes as lists (kept for the next call)
+                at = (ak != PAD).view(-1).nonzero().squeeze(1)
+                pick = lambda t: t.reshape(-1).index_select(0, at)  # noqa: E731
+                floats, e, cs = a_attr
+                g_row = torch.repeat_interleave(torch.arange(n), a_counts)  # rows are compact
+                e_at = pick(e) if e is not None else None
+                genes = (g_row, pick(ak), [pick(f) for f in floats], e_at, [pick(c) for c in cs])
+                if reuse is not None:
+                    reuse[("genes", key)] = genes
+            g_row, g_key, g_floats, e_at, g_cats = genes
+            starts = torch.searchsorted(g_row, torch.arange(0, n + step, step)).tolist()
+            present = (g_row, _columns(g_key, union), g_floats, e_at, g_cats, starts)
+        else:
+            col_a = _columns(ak, union)
+        make = (lambda rows: dense(col_a, a_attr, rows)) if present is None else dense_present
         keep = reuse is not None and width * n <= _REUSE_ELEMENTS
         if keep:
-            groups = [(rows, dense(col_a, a_attr, rows)) for rows, _ in groups]
+            groups = [(rows, make(rows)) for rows, _ in groups]
             reuse[key] = DenseRows(union, groups)
     for rows, kept in groups:
-        ba = kept if kept is not None else dense(col_a, a_attr, rows)  # [width, r]
+        ba = kept if kept is not None else make(rows)  # [width, r]
         part = right @ ba[:linear]
         if nf:
             diff = None
@@ -201,7 +248,7 @@ def _matched_terms(
     return out
 
 
-_PAIRWISE_ELEMENTS = 1 << 14  # gene pairs up to which comparing every pair beats the dense rows (on CPU)
+_PAIRWISE_ELEMENTS = 1 << 16  # gene pairs up to which comparing every pair beats the dense rows (on CPU)
 
 
 def _pairwise_terms(
@@ -215,21 +262,85 @@ def _pairwise_terms(
     """``_matched_terms`` for small populations: every gene of every ``a`` genome against every
     gene of every ``b`` genome, ``[n, m, Ca, Cb]`` at once, in a dozen tensor calls (the dense
     rows take several dozen, which is what a population of a few hundred pays for)."""
-    match = (ak.unsqueeze(1).unsqueeze(3) == bk.unsqueeze(0).unsqueeze(2)) & (ak != PAD)[:, None, :, None]
+    # a's empty slots become -1, which no key of b equals (b's empty slots are PAD)
+    live_a = torch.where(ak != PAD, ak, -1)
+    match = live_a[:, None, :, None] == bk[None, :, None, :]
 
     def pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[:, None, :, None], y[None, :, None, :]
 
-    diff = torch.zeros(())
+    diff = None
     for fa, fb in zip(a_attr[0], b_attr[0], strict=True):
         x, y = pair(fa, fb)
-        diff = diff + (x - y).abs_()
+        d = (x - y).abs_()
+        diff = d if diff is None else diff.add_(d)
     flags = [(a_attr[1], b_attr[1])] if a_attr[1] is not None else []
     for ca, cb in flags + list(zip(a_attr[2], b_attr[2], strict=True)):
         x, y = pair(ca, cb)
-        diff = diff + (x != y)
-    matched = (diff * match).sum((2, 3))
-    return matched.mul_(cw).sub_(match.sum((2, 3)), alpha=2 * cd)
+        differs = x != y
+        diff = differs.float() if diff is None else diff.add_(differs)
+    count = match.sum((2, 3))
+    if diff is None:  # no attribute compared: the matches only
+        return count.float().mul_(-2 * cd)
+    matched = diff.mul_(match).sum((2, 3))
+    return matched.mul_(cw).sub_(count, alpha=2 * cd)
+
+
+_NUMPY_ELEMENTS = 1 << 17  # genome pairs x b's gene columns up to which distances are taken in NumPy
+
+
+def _dense_numpy(
+    pop: NEATPopulation, key: str, names: list[str], union: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``pop``'s genes over the columns ``union`` (sorted keys): presence ``[P, U]`` and the
+    attributes ``names``, float32 (0 where absent)."""
+    u = union.size
+    keys = getattr(pop, key).numpy()
+    col = np.minimum(np.searchsorted(union, keys), u - 1)
+    rows, slots = np.nonzero(union[col] == keys)  # PAD never equals a key of the union
+    at = (rows, col[rows, slots])
+    present = np.zeros((len(pop), u), dtype=np.float32)
+    present[at] = 1.0
+    values = []
+    for name in names:
+        v = np.zeros((len(pop), u), dtype=np.float32)
+        v[at] = getattr(pop, name).numpy()[rows, slots]
+        values.append(v)
+    return present, values
+
+
+def _distance_numpy(
+    a: NEATPopulation, b: NEATPopulation, cd: float, cw: float, constant: tuple[str, ...]
+) -> torch.Tensor:
+    """``compatibility_distance`` (excess counted as disjoint) of small CPU populations in
+    NumPy, a fraction of the per-call cost of tensor ops (speciation at P = 150 is ~100 small
+    calls). Both sides become dense float32 rows over the union of ``b``'s keys (``P``
+    presence, then each attribute), and every pair of genomes sums its matching genes'
+    differences over those columns at once (``[n, m, union]``)."""
+    cats = [f"node_{c}" for c in ("activation", "aggregation") if c not in constant]
+    node_floats = ["node_bias"] + (["node_response"] if "response" not in constant else [])
+    kinds = [("node_key", node_floats, cats), ("conn_innovation", ["conn_weight"], ["conn_enabled"])]
+    n, m = len(a), len(b)
+    total = np.zeros((n, m), dtype=np.float32)
+    for i, (key, floats, flags) in enumerate(kinds):
+        bk = getattr(b, key).numpy()
+        union = np.unique(bk[bk != PAD])
+        na = a.gene_counts()[i].numpy().astype(np.float32)[:, None]
+        nb = b.gene_counts()[i].numpy().astype(np.float32)[None, :]
+        num = np.float32(cd) * na + np.float32(cd) * nb
+        if union.size:
+            pa, va = _dense_numpy(a, key, floats + flags, union)
+            pb, vb = _dense_numpy(b, key, floats + flags, union)
+            both = pa[:, None, :] * pb[None, :, :]  # [n, m, u]: the matching genes
+            diff = None
+            for j, (x, y) in enumerate(zip(va, vb, strict=True)):
+                d = x[:, None, :] - y[None, :, :]
+                d = np.abs(d, out=d) if j < len(floats) else (d != 0).astype(np.float32)
+                diff = d if diff is None else np.add(diff, d, out=diff)
+            matched = (diff * both).sum(2) if diff is not None else 0.0
+            num += np.float32(cw) * matched - np.float32(2 * cd) * (pa @ pb.T)
+        total += num / np.maximum(np.maximum(na, nb), np.float32(1))
+    return torch.from_numpy(total).to(torch.float64)
 
 
 def compatibility_distance(
@@ -260,7 +371,9 @@ def compatibility_distance(
     call (rows of ``a`` are processed in groups). With a ``cache`` for ``a`` (ignored if it
     belongs to another population), ``a``'s dense rows are kept for the next call against
     genomes whose keys they cover. Up to ``pairwise_elements`` gene pairs (small populations)
-    every gene pair is compared directly instead (``_pairwise_terms``: fewer tensor calls).
+    every gene pair is compared directly instead (``_pairwise_terms``: fewer tensor calls);
+    smaller ones still (on the CPU, excess counted as disjoint, ``pairwise_elements`` > 0) are
+    measured in NumPy (``_distance_numpy``).
     """
     cd, cw = disjoint_coefficient, weight_coefficient
     ce = cd if excess_coefficient is None else excess_coefficient
@@ -268,6 +381,10 @@ def compatibility_distance(
 
     if cache is not None and cache.population is not a:
         cache = None
+    on_cpu = a.node_key.device.type == "cpu" and b.node_key.device.type == "cpu"
+    dense = len(a) * len(b) * (b.node_key.shape[1] + b.conn_innovation.shape[1])  # ~ [n, m, union]
+    if ce == cd and on_cpu and pairwise_elements > 0 and dense <= _NUMPY_ELEMENTS:
+        return _distance_numpy(a, b, cd, cw, constant)
 
     def attrs(pop: NEATPopulation, kept: DistanceCache | None):
         floats = [pop.node_bias.float()]
@@ -299,7 +416,7 @@ def compatibility_distance(
         if len(a) * len(b) * ak.shape[1] * bk.shape[1] <= pairwise_elements:
             num = _pairwise_terms(ak, bk, aa, ba, cd, cw)
         else:
-            num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)))
+            num = _matched_terms(ak, bk, aa, ba, cats, cd, cw, budget, reuse, (i, constant, tuple(cats)), na)
         na_f, nb_f = na.float().unsqueeze(1), nb.float().unsqueeze(0)
         num += cd * na_f
         num += cd * nb_f

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from neuroevo.nn.neat.compile import slots_of
@@ -59,18 +60,60 @@ def _insert(
     keys = pop.node_key if prefix == "node" else pop.conn_innovation
     first = next(iter(values.values()))
     genes = 1 if first.dim() == 1 else first.shape[1]
-    count = (keys.index_select(0, rows) != PAD).sum(1)
+    counts = pop.gene_counts()  # known for crossover's children: no count over the rows
+    kind = 0 if prefix == "node" else 1
+    count = counts[kind].index_select(0, rows)
     need = int(count.max()) + genes
     if need > keys.shape[1]:
         if prefix == "node":
             pop = pop.padded(need + spare, pop.conn_innovation.shape[1])
         else:
             pop = pop.padded(pop.node_key.shape[1], need + spare)
-    slots = count.unsqueeze(1) + torch.arange(genes)
-    rows = rows.unsqueeze(1).expand_as(slots)
+    counts[kind].index_add_(0, rows, torch.full_like(rows, genes))  # rows are distinct
+    width = pop.node_key.shape[1] if prefix == "node" else pop.conn_innovation.shape[1]
+    flat = (rows * width + count).unsqueeze(1).add(torch.arange(genes)).view(-1)  # distinct slots
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
-        t = getattr(pop, name)
-        t.index_put_((rows, slots), values[name].to(t.dtype).view(slots.shape))
+        t = getattr(pop, name).view(-1)  # the tables are contiguous (crossover's, or widened)
+        v = values[name]
+        t.index_copy_(0, flat, (v if v.dtype == t.dtype else v.to(t.dtype)).reshape(-1))
+    return pop
+
+
+_NUMPY_SLOTS = 1 << 13  # gene slots up to which add-node and add-connection run in NumPy
+
+
+def _choose_numpy(valid: np.ndarray, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``_choose`` for a NumPy mask (the same draws and picks)."""
+    if valid.shape[1] == 0:
+        return np.zeros(valid.shape[0], dtype=np.int64), np.zeros(valid.shape[0], dtype=bool)
+    u = torch.rand(valid.shape, generator=gen).numpy()
+    u += valid  # valid columns in [1, 2), the others below 1
+    column = u.argmax(1)
+    return column, u[np.arange(len(u)), column] >= 1
+
+
+def _insert_numpy(
+    pop: NEATPopulation, rows: np.ndarray, prefix: str, values: dict[str, np.ndarray], spare: int = 0
+) -> NEATPopulation:
+    """``_insert`` for NumPy rows and values, written through NumPy views of the tensors."""
+    if rows.size == 0:
+        return pop
+    first = next(iter(values.values()))
+    genes = 1 if first.ndim == 1 else first.shape[1]
+    kind = 0 if prefix == "node" else 1
+    count = pop.gene_counts()[kind].numpy()[rows]
+    need = int(count.max()) + genes
+    width = pop.node_key.shape[1] if prefix == "node" else pop.conn_innovation.shape[1]
+    if need > width:
+        if prefix == "node":
+            pop = pop.padded(need + spare, pop.conn_innovation.shape[1])
+        else:
+            pop = pop.padded(pop.node_key.shape[1], need + spare)
+    pop.gene_counts()[kind].numpy()[rows] += genes  # rows are distinct
+    slots = count[:, None] + np.arange(genes)
+    at = (np.broadcast_to(rows[:, None], slots.shape), slots)
+    for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
+        getattr(pop, name).numpy()[at] = values[name].reshape(slots.shape)
     return pop
 
 
@@ -112,6 +155,42 @@ def reaches(pop: NEATPopulation, rows: torch.Tensor, start: torch.Tensor, goal: 
     return reach.gather(1, g_slot).squeeze(1) > 0
 
 
+def _reaches_numpy(pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """``reaches`` for NumPy rows: a breadth-first spread over each genome's connections. A
+    node's slot is found by one search of ``row * span + id`` in every row's sorted
+    ``[inputs | node keys]`` (empty slots read as ``span - 2``, which no id equals)."""
+    num_in = pop.num_inputs
+    node_key = pop.node_key.numpy()[rows]
+    conn_in, conn_out = pop.conn_in.numpy()[rows], pop.conn_out.numpy()[rows]
+    live = pop.conn_innovation.numpy()[rows] != PAD
+    k, n = node_key.shape
+    c, width = conn_in.shape[1], num_in + n + 1
+    present = node_key != PAD
+    span = int(node_key[present].max(initial=num_in)) + 3
+    keys = np.concatenate([np.broadcast_to(np.arange(num_in), (k, num_in)), node_key], 1)
+    keys = np.where(keys == PAD, span - 2, keys) + np.arange(k)[:, None] * span  # increasing
+    ids = np.concatenate([conn_in, conn_out, start[:, None], goal[:, None]], 1)
+    valid = (ids >= 0) & (ids < span - 2)
+    query = np.where(valid, ids, 0) + np.arange(k)[:, None] * span
+    flat = keys.reshape(-1)
+    pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
+    found = valid & (flat[pos] == query)
+    slot = np.where(found, pos - np.arange(k)[:, None] * (width - 1), 0)
+    src, dst = slot[:, :c], slot[:, c : 2 * c]
+    ok = live & found[:, :c] & found[:, c : 2 * c]
+    every = np.broadcast_to(np.arange(k)[:, None], src.shape)
+    reach = np.zeros((k, width), dtype=bool)
+    reach[np.arange(k), slot[:, 2 * c]] = True
+    for _ in range(width + 1):
+        spread = reach[every, src] & ok
+        new = reach.copy()
+        new[every[spread], dst[spread]] = True
+        if np.array_equal(new, reach):
+            break
+        reach = new
+    return reach[np.arange(k), slot[:, 2 * c + 1]]
+
+
 @dataclass
 class StructuralMutation:
     """Add/delete node, add/delete connection for a batch of children (see the module doc)."""
@@ -133,9 +212,11 @@ class StructuralMutation:
         else:
             do = [torch.rand(k, generator=g) < q for q in (p.node_add_prob, p.node_delete_prob)]
             do += [torch.rand(k, generator=g) < q for q in (p.conn_add_prob, p.conn_delete_prob)]
-        pop = self.add_node(pop, do[0], g)
+        small = k * (pop.node_key.shape[1] + pop.conn_innovation.shape[1]) <= _NUMPY_SLOTS
+        small = small and pop.node_key.device.type == "cpu"
+        pop = (self.add_node_numpy if small else self.add_node)(pop, do[0], g)
         pop = self.delete_node(pop, do[1], g)
-        pop, unsorted = self.add_connection(pop, do[2], g)
+        pop, unsorted = (self.add_connection_numpy if small else self.add_connection)(pop, do[2], g)
         pop, deleted = self.delete_connection(pop, do[3], g)
         if unsorted or deleted:  # only connection rows can be out of order here
             pop = pop.sort_genes(nodes=False)
@@ -187,6 +268,91 @@ class StructuralMutation:
             spare=1 if p.conn_add_prob > 0 else 0,  # room for add_connection
         )
 
+    # -- the same two mutations in NumPy, for small populations (same draws, same genes) ----------
+    def add_node_numpy(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
+        """``add_node`` on NumPy views of ``pop``'s tensors (a fraction of the per-call cost)."""
+        p, cfg = self.params, self.genome_config
+        sel = np.flatnonzero(rows.numpy())
+        if sel.size == 0:
+            return pop
+        innov = pop.conn_innovation.numpy()[sel]
+        live = (innov != PAD) & pop.conn_enabled.numpy()[sel]
+        j, has = _choose_numpy(live, g)
+        bias = float_init(p, "bias", (len(sel),), g).numpy()
+        resp = float_init(p, "response", (len(sel),), g).numpy()
+        if not has.all():
+            sel, j, bias, resp, innov = sel[has], j[has], bias[has], resp[has], innov[has]
+        if sel.size == 0:
+            return pop
+        m = len(sel)
+        split = innov[np.arange(m), j]
+        src, dst = pop.conn_in.numpy()[sel, j], pop.conn_out.numpy()[sel, j]
+        w = pop.conn_weight.numpy()[sel, j]
+        new_id, in_innov, out_innov = (
+            t.numpy() for t in self.innovations.split(*(torch.from_numpy(x) for x in (split, src, dst)))
+        )
+        pop.conn_enabled.numpy()[sel, j] = False
+        nodes = {
+            "node_key": new_id,
+            "node_bias": bias,
+            "node_response": resp,
+            "node_activation": np.full(m, cfg.act_default),
+            "node_aggregation": np.full(m, cfg.agg_default),
+        }
+        pop = _insert_numpy(pop, sel, "node", nodes)
+        conns = {
+            "conn_innovation": np.stack([in_innov, out_innov], 1),
+            "conn_in": np.stack([src, new_id], 1),
+            "conn_out": np.stack([new_id, dst], 1),
+            "conn_weight": np.stack([np.ones(m, dtype=w.dtype), w], 1),
+            "conn_enabled": np.ones((m, 2), dtype=bool),
+        }
+        return _insert_numpy(pop, sel, "conn", conns, spare=1 if p.conn_add_prob > 0 else 0)
+
+    def add_connection_numpy(
+        self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator
+    ) -> tuple[NEATPopulation, bool]:
+        """``add_connection`` on NumPy views of ``pop``'s tensors (the cycle check stays in torch)."""
+        p, num_in = self.params, self.genome_config.num_inputs
+        sel = np.flatnonzero(rows.numpy())
+        if sel.size == 0:
+            return pop, False
+        m, n = len(sel), pop.node_key.shape[1]
+        node_key = pop.node_key.numpy()[sel]
+        nodes_ok = node_key != PAD
+        si, has_s = _choose_numpy(np.concatenate([np.ones((m, num_in), dtype=bool), nodes_ok], 1), g)
+        di, has_d = _choose_numpy(nodes_ok, g)
+        weight = float_init(p, "weight", (m,), g).numpy()
+        ok = has_s & has_d
+        if not ok.any():
+            return pop, False
+        every = np.arange(m)
+        src = np.where(si < num_in, si, node_key[every, np.clip(si - num_in, 0, max(n - 1, 0))])
+        dst = node_key[every, di]
+        if p.feed_forward:
+            ok &= ~self._creates_cycle_numpy(pop, sel, src, dst, ok)
+        same = (
+            (pop.conn_in.numpy()[sel] == src[:, None])
+            & (pop.conn_out.numpy()[sel] == dst[:, None])
+            & (pop.conn_innovation.numpy()[sel] != PAD)
+        )
+        exists = same.any(1)
+        if self.genome_config.surer and (ok & exists).any():
+            pop.conn_enabled.numpy()[sel] |= same & (ok & exists)[:, None]
+        new = ok & ~exists
+        if not new.any():
+            return pop, False
+        sel, src, dst, weight = sel[new], src[new], dst[new], weight[new]
+        innov, reused = self.innovations.connections(torch.from_numpy(src), torch.from_numpy(dst))
+        conns = {
+            "conn_innovation": innov.numpy(),
+            "conn_in": src,
+            "conn_out": dst,
+            "conn_weight": weight,
+            "conn_enabled": np.full(len(sel), p.enabled_default, dtype=bool),
+        }
+        return _insert_numpy(pop, sel, "conn", conns), reused
+
     def delete_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
         if not bool(rows.any()):
             return pop
@@ -219,6 +385,23 @@ class StructuralMutation:
             idx = idx[feeds]
             if idx.numel():
                 bad[idx[reaches(pop, sel[idx], dst[idx], src[idx])]] = True
+        return bad
+
+    def _creates_cycle_numpy(
+        self, pop: NEATPopulation, sel: np.ndarray, src: np.ndarray, dst: np.ndarray, ok: np.ndarray
+    ) -> np.ndarray:
+        """``_creates_cycle`` for NumPy candidates."""
+        cfg = self.genome_config
+        first_out, first_hidden = cfg.num_inputs, cfg.num_inputs + cfg.num_outputs
+        is_out = lambda key: (key >= first_out) & (key < first_hidden)  # noqa: E731
+        bad = (is_out(src) & is_out(dst)) | (src == dst)
+        check = ok & ~bad & (src >= cfg.num_inputs)
+        if check.any():
+            idx = np.flatnonzero(check)
+            # a cycle needs a path dst -> src: none when dst feeds no connection at all
+            idx = idx[(pop.conn_in.numpy()[sel[idx]] == dst[idx][:, None]).any(1)]
+            if idx.size:
+                bad[idx[_reaches_numpy(pop, sel[idx], dst[idx], src[idx])]] = True
         return bad
 
     def add_connection(

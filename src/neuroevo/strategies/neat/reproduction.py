@@ -13,43 +13,54 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from neuroevo.strategies.neat.params import NEATParams
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
 def round_to_total(quota: torch.Tensor, total: int) -> torch.Tensor:
     """Integers summing to ``total`` (largest remainder; ties to the lower index)."""
-    base = torch.floor(quota).long()
+    return torch.from_numpy(_round_to_total(_np(quota).astype(np.float64), total))
+
+
+def _round_to_total(quota: np.ndarray, total: int) -> np.ndarray:
+    base = np.floor(quota).astype(np.int64)
     left = total - int(base.sum())
     if left > 0:
-        frac = quota - base.double()
-        order = torch.argsort(-frac, stable=True)[:left]
-        base[order] += 1
+        frac = quota - base
+        base[np.argsort(-frac, kind="stable")[:left]] += 1
     elif left < 0:
-        order = torch.argsort(-base.double(), stable=True)[:-left]
-        base[order] -= 1
+        base[np.argsort(-base.astype(np.float64), kind="stable")[:-left]] -= 1
     return base
 
 
 def offspring_counts(
     p: NEATParams, fitness: torch.Tensor, member: torch.Tensor, sizes: torch.Tensor, alive: torch.Tensor
 ) -> torch.Tensor:
-    """Children per species ``[S]`` (0 for the dead ones), summing to ``population_size``."""
-    count, total_size = len(sizes), p.population_size
-    f_alive = fitness[alive[member]]
+    """Children per species ``[S]`` (0 for the dead ones), summing to ``population_size``.
+
+    In NumPy, as ``choose_parents``: a few dozen operations on vectors of a few species or a
+    few hundred members, where a tensor call costs several times a NumPy one."""
+    fit, mem, size, live = _np(fitness).astype(np.float64), _np(member), _np(sizes), _np(alive)
+    count, total_size = len(size), p.population_size
+    f_alive = fit[live[mem]]
     fmin, fmax = float(f_alive.min()), float(f_alive.max())
     span = max(1.0, fmax - fmin)
-    mean_f = torch.zeros(count, dtype=torch.float64).index_add(0, member, fitness) / sizes.clamp(min=1)
-    adjusted = torch.where(alive, (mean_f - fmin) / span, torch.zeros_like(mean_f))
+    mean_f = np.bincount(mem, weights=fit, minlength=count) / np.maximum(size, 1)
+    adjusted = np.where(live, (mean_f - fmin) / span, 0.0)
     total = float(adjusted.sum())
     if total > 0:
-        target = torch.clamp(adjusted / total * total_size, min=float(p.min_species_size))
+        target = np.maximum(adjusted / total * total_size, float(p.min_species_size))
     else:
-        target = torch.full((count,), float(p.min_species_size), dtype=torch.float64)
-    raw = p.spawn_smoothing * sizes.double() + (1 - p.spawn_smoothing) * target
-    raw = torch.where(alive, raw.clamp(min=float(p.min_species_size)), torch.zeros_like(raw))
-    return round_to_total(raw / raw.sum() * total_size, total_size)
+        target = np.full(count, float(p.min_species_size))
+    raw = p.spawn_smoothing * size.astype(np.float64) + (1 - p.spawn_smoothing) * target
+    raw = np.where(live, np.maximum(raw, float(p.min_species_size)), 0.0)
+    return torch.from_numpy(_round_to_total(raw / raw.sum() * total_size, total_size))
 
 
 @dataclass
@@ -70,24 +81,27 @@ def choose_parents(
     gen: torch.Generator,
 ) -> Parents:
     """Elites and parent pairs for ``spawn[s]`` offspring of each species ``s``."""
-    count = len(sizes)
-    by_fit = torch.argsort(-fitness, stable=True)
-    order = by_fit[torch.argsort(member[by_fit], stable=True)]  # by species, then best first
-    offsets = torch.cumsum(sizes, 0) - sizes
-    elites = torch.minimum(torch.minimum(spawn, sizes), torch.full_like(spawn, p.elitism))
-    children = spawn - elites
-    pool = torch.clamp(torch.ceil(p.survival_threshold * sizes.double()).long(), min=2)
-    pool = torch.minimum(pool, sizes).clamp(min=1)
-    sp_e = torch.repeat_interleave(torch.arange(count), elites)
-    rank_e = torch.arange(len(sp_e)) - torch.repeat_interleave(torch.cumsum(elites, 0) - elites, elites)
-    sp_c = torch.repeat_interleave(torch.arange(count), children)
+    fit, mem, size, kids = _np(fitness), _np(member), _np(sizes), _np(spawn)
+    count = len(size)
+    by_fit = np.argsort(-fit, kind="stable")
+    order = by_fit[np.argsort(mem[by_fit], kind="stable")]  # by species, then best first
+    offsets = np.cumsum(size) - size
+    elites = np.minimum(np.minimum(kids, size), p.elitism)
+    children = kids - elites
+    pool = np.maximum(np.ceil(p.survival_threshold * size.astype(np.float64)).astype(np.int64), 2)
+    pool = np.maximum(np.minimum(pool, size), 1)
+    sp_e = np.repeat(np.arange(count), elites)
+    rank_e = np.arange(len(sp_e)) - np.repeat(np.cumsum(elites) - elites, elites)
+    sp_c = np.repeat(np.arange(count), children)
     k = len(sp_c)
-    i1 = (torch.rand(k, generator=gen, dtype=torch.float64) * pool[sp_c]).long()
-    i2 = (torch.rand(k, generator=gen, dtype=torch.float64) * pool[sp_c]).long()
-    p1 = order[offsets[sp_c] + torch.minimum(i1, pool[sp_c] - 1)]
-    p2 = order[offsets[sp_c] + torch.minimum(i2, pool[sp_c] - 1)]
-    first = fitness[p1] > fitness[p2]
-    return Parents(order[offsets[sp_e] + rank_e], torch.where(first, p1, p2), torch.where(first, p2, p1))
+    pool_c = pool[sp_c]
+    i1 = (_np(torch.rand(k, generator=gen, dtype=torch.float64)) * pool_c).astype(np.int64)
+    i2 = (_np(torch.rand(k, generator=gen, dtype=torch.float64)) * pool_c).astype(np.int64)
+    p1 = order[offsets[sp_c] + np.minimum(i1, pool_c - 1)]
+    p2 = order[offsets[sp_c] + np.minimum(i2, pool_c - 1)]
+    first = fit[p1] > fit[p2]
+    out = order[offsets[sp_e] + rank_e], np.where(first, p1, p2), np.where(first, p2, p1)
+    return Parents(*(torch.from_numpy(np.ascontiguousarray(x)) for x in out))
 
 
 __all__ = ["Parents", "choose_parents", "offspring_counts", "round_to_total"]
