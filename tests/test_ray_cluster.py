@@ -160,6 +160,20 @@ def test_sixteen_actors_on_two_cores(cluster: LocalCluster, tmp_path: Path) -> N
     assert [m["worker_failures"] for m in remote.metrics] == [0, 1, 1]
 
 
+def _wait_until_dead(actor: Any, timeout: float = 60.0) -> None:
+    """``ray.kill`` is asynchronous: on a loaded machine the actor can still run the next task."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.pid.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the actor still answers {timeout} s after ray.kill")
+
+
 def test_no_worker_left_stops_with_one_line(cluster: LocalCluster) -> None:
     data = _data("ga", {"name": "xor"}, 128)
     with RayExecutor(cluster.address, workers=1) as executor:
@@ -167,6 +181,7 @@ def test_no_worker_left_stops_with_one_line(cluster: LocalCluster) -> None:
         def kill_all(line: dict[str, Any], strategy: Any) -> bool:
             for actor in executor._actors:
                 ray.kill(actor)
+                _wait_until_dead(actor)  # before generation 1 is sent to it
             return False
 
         with pytest.raises(WorkersLostError, match="generation 1: every Ray worker died") as info:
