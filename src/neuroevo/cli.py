@@ -300,8 +300,9 @@ def resume(
         return
     built = build(edited)
     found = run.latest_checkpoint()
-    if found is not None:  # one this strategy cannot continue (another noise scheme) fails before any write
+    if found is not None:  # one these objects cannot continue (another noise scheme) fails before any write
         built.strategy.load_state_dict(found[1]["strategy"])
+        built.task.load_state_dict(found[1].get("task", {}))
     executor = _executor(edited.run, built)
     if reference is None or edited.to_toml() != reference.to_toml():
         run.write_config(edited.to_toml())
