@@ -534,3 +534,34 @@ def test_a_cli_run_keeps_the_config_it_wrote(tmp_path):
     assert "no config.toml" not in (out / "run.log").read_text()
     assert main(["resume", str(out), "--generations", "3", "--quiet"]) == 0
     assert (out / "config.toml").read_text().replace("generations = 3", "generations = 2") == written
+
+
+def test_ctrl_c_right_after_tell_is_held_until_the_generation_is_written(tmp_path):
+    """A Ctrl-C that lands between a generation's tell and its metrics line is raised after the
+    line and the checkpoint: the checkpoint written on the way out matches the metrics."""
+    import os
+    import signal
+
+    from neuroevo.nn import PopulationMLP
+    from neuroevo.runtime import evolve
+    from neuroevo.strategies import OpenES
+    from neuroevo.tasks import XOR
+
+    net = PopulationMLP([2, 4, 1], activation="tanh", output_activation="sigmoid")
+    es = OpenES(net.num_params, population_size=16, init=net.init_params, sigma=0.1, lr=0.05)
+    tell = es.tell
+
+    def tell_then_ctrl_c(fitness):
+        stats = tell(fitness)
+        if es.generation == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # delivered before the line of generation 2 is written
+        return stats
+
+    es.tell = tell_then_ctrl_c
+    try:
+        result = evolve(es, net, XOR(), generations=10, run_dir=tmp_path / "r", checkpoint_every=5)
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the run instead of stopping it after the generation")
+    assert result.stop_reason == "interrupted" and es.generation == 3
+    run = RunDir(tmp_path / "r")
+    assert len(run.read_metrics()) == 3 == run.latest_checkpoint()[0]

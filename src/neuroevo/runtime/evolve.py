@@ -16,6 +16,8 @@ counters a checkpoint carries), ``_StopRule``, ``_evaluate``/``_reevaluate``,
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -171,14 +173,16 @@ def evolve(
     clock = _Clock(ledger.elapsed)
     bar = _Progress(generations, strategy.generation) if progress else _NoProgress()
     stop_reason = ""
+    held = _HeldInterrupt()
     try:
         while not (stop_reason := stop.before(strategy.generation, clock.elapsed())):
-            line = _generation(strategy, phenotype, task, executor, ledger, clock, validate_every)
+            line = _generation(strategy, phenotype, task, executor, ledger, clock, validate_every, held)
             metrics.append(line)
             recorder.record(line, strategy, phenotype, task, ledger)
             bar.update(line)
             if checkpoint_every and strategy.generation % checkpoint_every == 0:
                 recorder.checkpoint(strategy, task, ledger, clock)
+            held.release()  # a Ctrl-C that came since tell() is raised here
             if stop_reason := stop.after(line, strategy):
                 break
     except KeyboardInterrupt:
@@ -191,6 +195,7 @@ def evolve(
         recorder.close(f"stop reason: error ({type(exc).__name__}: {exc})")
         raise
     finally:
+        held.release(raise_pending=False)
         bar.close(stop_reason)
     recorder.finish(strategy, task, ledger, clock, metrics, stop_reason)
     return EvolutionResult(
@@ -204,6 +209,36 @@ def evolve(
         steps=ledger.steps,
         elapsed=clock.elapsed(),
     )
+
+
+class _HeldInterrupt:
+    """Holds Ctrl-C from a generation's ``tell`` until its metrics line and checkpoint are written.
+
+    An interrupt in between would leave a strategy one generation ahead of ``metrics.jsonl`` (or
+    half updated), and the checkpoint written on the way out would not match the metrics. Held
+    only in the main thread and while Python's default SIGINT handler is installed.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.previous: Any = None
+
+    def start(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        self.pending = True
+
+    def release(self, raise_pending: bool = True) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        if self.pending:
+            self.pending = False
+            if raise_pending:
+                raise KeyboardInterrupt
 
 
 class _Clock:
@@ -225,14 +260,20 @@ def _generation(
     ledger: _Ledger,
     clock: _Clock,
     validate_every: int,
+    held: _HeldInterrupt | None = None,
 ) -> dict[str, Any]:
-    """One generation: ask, evaluate, tell, re-evaluate, validate; returns its metrics line."""
+    """One generation: ask, evaluate, tell, re-evaluate, validate; returns its metrics line.
+
+    From ``tell`` on, a Ctrl-C is ``held`` until the caller has written the line (and checkpoint).
+    """
     t0 = time.perf_counter()
     generation = strategy.generation
     population = strategy.ask()
     if isinstance(executor, TakesMemberRecipes) and isinstance(strategy, RegeneratesMembers):
         executor.note_recipe(population, strategy.member_recipe())  # keys on the wire, not rows
     fitness = _evaluate(executor, task, phenotype, population, generation)
+    if held is not None:
+        held.start()
     stats = dict(strategy.tell(fitness) or {})
     reeval_stats, reeval_count = _reevaluate(strategy, executor, task, phenotype, generation)
     stats.update(reeval_stats)
