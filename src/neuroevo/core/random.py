@@ -144,14 +144,7 @@ def population_normal(
     Philox-4x32-10 streams of the same keys (``neuroevo.core.philox.draw``), drawn in one call
     on ``device``, with the same bits on every device; ``out`` is filled when it is on ``device``.
     """
-    if isinstance(members, int):
-        members = range(members)
-    if isinstance(members, torch.Tensor):
-        members = members.tolist()
-    if isinstance(shape, int):
-        shape = (shape,)
-    keys = member_keys(seed, generation, members if isinstance(members, range) else list(members), purpose)
-    size = (len(keys), *shape)
+    keys, size = _keys_and_size(members, shape, seed, generation, purpose)
     if generator == "philox":
         return _philox_rows("normal", keys, size, dtype, torch.device(device), out)
     # what torch.randn(shape, generator=gen, out=row) runs
@@ -202,9 +195,14 @@ def population_randint(
 
 
 def _keys_and_size(
-    members: int | range | list[int], shape: tuple[int, ...] | int, seed: int, generation: int, purpose: str
+    members: int | range | list[int] | torch.Tensor,
+    shape: tuple[int, ...] | int,
+    seed: int,
+    generation: int,
+    purpose: str,
 ) -> tuple[list[int], tuple[int, ...]]:
     members = range(members) if isinstance(members, int) else members
+    members = members.tolist() if isinstance(members, torch.Tensor) else members
     keys = member_keys(seed, generation, members if isinstance(members, range) else list(members), purpose)
     return keys, (len(keys), *((shape,) if isinstance(shape, int) else shape))
 
