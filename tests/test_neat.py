@@ -10,6 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -575,7 +576,7 @@ def test_old_species_keep_their_closest_free_genome_in_order():
         d = torch.randint(0, 4, (n, m), generator=g).double()
         if trial % 7 == 0:
             d[0, 0] = float("nan")
-        assert _closest(d, torch.ones(n, dtype=torch.bool)) == sequential(d)
+        assert _closest(d.numpy(), np.ones(n, dtype=bool)) == sequential(d)
 
 
 @pytest.mark.parametrize(
@@ -588,12 +589,13 @@ def test_old_species_keep_their_closest_free_genome_in_order():
         {"enabled_rate_to_true_add": 0.2, "bias_replace_rate": 0.3},
     ],
 )
-def test_numpy_mutation_of_small_populations_equals_the_tensor_path(monkeypatch, options):
-    from neuroevo.strategies.neat import attributes, mutation
+def test_numpy_steps_of_small_populations_equal_the_tensor_path(monkeypatch, options):
+    """Selection, crossover, mutation and compiling run on NumPy views for small CPU
+    populations; 20 generations give the same genomes as the tensor code."""
+    from neuroevo.nn.neat import population
 
     def final(slots: int) -> dict[str, torch.Tensor]:
-        monkeypatch.setattr(mutation, "_NUMPY_SLOTS", slots)
-        monkeypatch.setattr(attributes, "_NUMPY_SLOTS", slots)
+        monkeypatch.setattr(population, "NUMPY_SLOTS", slots)
         strategy, _ = evolve_random(20, seed=3, size=60, **options)
         return strategy.population.tensors
 

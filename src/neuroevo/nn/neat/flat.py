@@ -55,7 +55,12 @@ class FlatNEAT:
 
 def flat_applicable(pop: NEATPopulation) -> bool:
     """Whether ``pop`` is feed-forward with sum aggregation, response 1 and one activation."""
-    if not pop.feed_forward or len(pop.activations) != 1 or bool(pop.node_aggregation.any()):
+    if not pop.feed_forward or len(pop.activations) != 1:
+        return False
+    if pop.in_numpy:
+        present = (pop.node_key.numpy() != PAD).astype(pop.node_response.numpy().dtype)
+        return not pop.node_aggregation.numpy().any() and np.array_equal(pop.node_response.numpy(), present)
+    if bool(pop.node_aggregation.any()):
         return False
     return torch.equal(pop.node_response, (pop.node_key != PAD).to(pop.node_response.dtype))
 
@@ -99,8 +104,7 @@ def compile_flat(
 ) -> FlatNEAT:
     """Lower ``pop`` (``flat_applicable``) to the levels of one flat graph (small populations
     in NumPy: the same integers, for a fraction of the per-call cost of tensor ops)."""
-    slots = pop.node_key.numel() + pop.conn_innovation.numel()
-    if slots <= _NUMPY_SLOTS and pop.node_key.device.type == "cpu":
+    if pop.in_numpy:
         return _compile_flat_numpy(pop, device, dtype)
     num_in, num_out = pop.num_inputs, pop.num_outputs
     p, n = pop.node_key.shape
@@ -142,9 +146,6 @@ def compile_flat(
     return FlatNEAT(
         num_in, num_out, p, levels, outputs.to(device), act or get_activation(name), act is not None
     )
-
-
-_NUMPY_SLOTS = 1 << 13  # gene slots up to which compile_flat lowers in NumPy
 
 
 def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: torch.dtype) -> FlatNEAT:

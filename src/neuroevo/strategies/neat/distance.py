@@ -314,9 +314,10 @@ def _distance_numpy(
 ) -> torch.Tensor:
     """``compatibility_distance`` (excess counted as disjoint) of small CPU populations in
     NumPy, a fraction of the per-call cost of tensor ops (speciation at P = 150 is ~100 small
-    calls). Both sides become dense float32 rows over the union of ``b``'s keys (``P``
-    presence, then each attribute), and every pair of genomes sums its matching genes'
-    differences over those columns at once (``[n, m, union]``)."""
+    calls). ``a`` becomes dense float32 rows over the union of ``b``'s keys (presence, then
+    each attribute); each of the ``L`` genes of ``b``'s genomes reads ``a``'s column of its
+    key, so a gene's matching term for every genome of ``a`` is one ``[n, L]`` array, summed
+    per genome of ``b`` by one matrix product (O(n * L) work, not O(n * m * union))."""
     cats = [f"node_{c}" for c in ("activation", "aggregation") if c not in constant]
     node_floats = ["node_bias"] + (["node_response"] if "response" not in constant else [])
     kinds = [("node_key", node_floats, cats), ("conn_innovation", ["conn_weight"], ["conn_enabled"])]
@@ -324,21 +325,23 @@ def _distance_numpy(
     total = np.zeros((n, m), dtype=np.float32)
     for i, (key, floats, flags) in enumerate(kinds):
         bk = getattr(b, key).numpy()
-        union = np.unique(bk[bk != PAD])
         na = a.gene_counts()[i].numpy().astype(np.float32)[:, None]
         nb = b.gene_counts()[i].numpy().astype(np.float32)[None, :]
         num = np.float32(cd) * na + np.float32(cd) * nb
-        if union.size:
+        g_row, g_slot = np.nonzero(bk != PAD)  # b's genes, genome by genome
+        if g_row.size:
+            union, col = np.unique(bk[g_row, g_slot], return_inverse=True)
             pa, va = _dense_numpy(a, key, floats + flags, union)
-            pb, vb = _dense_numpy(b, key, floats + flags, union)
-            both = pa[:, None, :] * pb[None, :, :]  # [n, m, u]: the matching genes
-            diff = None
-            for j, (x, y) in enumerate(zip(va, vb, strict=True)):
-                d = x[:, None, :] - y[None, :, :]
-                d = np.abs(d, out=d) if j < len(floats) else (d != 0).astype(np.float32)
-                diff = d if diff is None else np.add(diff, d, out=diff)
-            matched = (diff * both).sum(2) if diff is not None else 0.0
-            num += np.float32(cw) * matched - np.float32(2 * cd) * (pa @ pb.T)
+            terms = np.zeros((n, g_row.size), dtype=np.float32)  # attribute differences
+            for j, (name, x) in enumerate(zip(floats + flags, va, strict=True)):
+                d = x[:, col] - getattr(b, name).numpy()[g_row, g_slot].astype(np.float32)
+                terms += np.abs(d, out=d) if j < len(floats) else (d != 0)
+            terms *= np.float32(cw)
+            terms -= np.float32(2 * cd)
+            terms *= pa[:, col]  # only where a has the gene: a match
+            genome_of = np.zeros((g_row.size, m), dtype=np.float32)
+            genome_of[np.arange(g_row.size), g_row] = 1.0
+            num += terms @ genome_of
         total += num / np.maximum(np.maximum(na, nb), np.float32(1))
     return torch.from_numpy(total).to(torch.float64)
 

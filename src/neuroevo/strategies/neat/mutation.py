@@ -79,9 +79,6 @@ def _insert(
     return pop
 
 
-_NUMPY_SLOTS = 1 << 13  # gene slots up to which add-node and add-connection run in NumPy
-
-
 def _choose_numpy(valid: np.ndarray, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
     """``_choose`` for a NumPy mask (the same draws and picks)."""
     if valid.shape[1] == 0:
@@ -212,8 +209,7 @@ class StructuralMutation:
         else:
             do = [torch.rand(k, generator=g) < q for q in (p.node_add_prob, p.node_delete_prob)]
             do += [torch.rand(k, generator=g) < q for q in (p.conn_add_prob, p.conn_delete_prob)]
-        small = k * (pop.node_key.shape[1] + pop.conn_innovation.shape[1]) <= _NUMPY_SLOTS
-        small = small and pop.node_key.device.type == "cpu"
+        small = pop.in_numpy
         pop = (self.add_node_numpy if small else self.add_node)(pop, do[0], g)
         pop = self.delete_node(pop, do[1], g)
         pop, unsorted = (self.add_connection_numpy if small else self.add_connection)(pop, do[2], g)
@@ -288,9 +284,7 @@ class StructuralMutation:
         split = innov[np.arange(m), j]
         src, dst = pop.conn_in.numpy()[sel, j], pop.conn_out.numpy()[sel, j]
         w = pop.conn_weight.numpy()[sel, j]
-        new_id, in_innov, out_innov = (
-            t.numpy() for t in self.innovations.split(*(torch.from_numpy(x) for x in (split, src, dst)))
-        )
+        new_id, in_innov, out_innov = self.innovations.split(split, src, dst)
         pop.conn_enabled.numpy()[sel, j] = False
         nodes = {
             "node_key": new_id,
@@ -343,9 +337,9 @@ class StructuralMutation:
         if not new.any():
             return pop, False
         sel, src, dst, weight = sel[new], src[new], dst[new], weight[new]
-        innov, reused = self.innovations.connections(torch.from_numpy(src), torch.from_numpy(dst))
+        innov, reused = self.innovations.connections(src, dst)
         conns = {
-            "conn_innovation": innov.numpy(),
+            "conn_innovation": innov,
             "conn_in": src,
             "conn_out": dst,
             "conn_weight": weight,

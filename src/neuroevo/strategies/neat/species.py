@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from neuroevo.nn.neat.population import NEATPopulation
@@ -82,64 +83,66 @@ class SpeciesSet:
     # -- stagnation ------------------------------------------------------------------------------
     def stagnation(self, p: NEATParams, fitness: torch.Tensor, generation: int) -> torch.Tensor:
         """Update best fitness and last improvement; the mask of species that live on."""
-        sf = species_fitness(p.species_fitness_func, fitness, self.member, len(self))
-        improved = sf > self.best_fitness
-        self.best_fitness = torch.where(improved, sf, self.best_fitness)
-        self.last_improved = torch.where(
-            improved, torch.full_like(self.last_improved, generation), self.last_improved
-        )
-        stagnant = (generation - self.last_improved) >= p.max_stagnation
+        sf = _numpy(species_fitness(p.species_fitness_func, fitness, self.member, len(self)))
+        improved = sf > self.best_fitness.numpy()
+        self.best_fitness = torch.from_numpy(np.where(improved, sf, self.best_fitness.numpy()))
+        self.last_improved = torch.from_numpy(np.where(improved, generation, self.last_improved.numpy()))
+        stagnant = (generation - self.last_improved.numpy()) >= p.max_stagnation
         if p.species_elitism > 0:
-            top = torch.argsort(sf, descending=True, stable=True)[: p.species_elitism]
+            top = np.argsort(-sf, kind="stable")[: p.species_elitism]
             stagnant[top] = False
-        return ~stagnant
+        return torch.from_numpy(~stagnant)
 
     # -- speciation ------------------------------------------------------------------------------
     def speciate(self, p: NEATParams, pop: NEATPopulation, generation: int, distance: Distance) -> None:
-        """Assign every genome of ``pop`` to a species (see the module doc)."""
+        """Assign every genome of ``pop`` to a species (see the module doc). The bookkeeping
+        is in NumPy: vectors of the population's length and a few species."""
         size, thr = len(pop), self.threshold
-        assign = torch.full((size,), -1, dtype=torch.long)
-        free = torch.ones(size, dtype=torch.bool)
+        assign = np.full(size, -1, dtype=np.int64)
+        free = np.ones(size, dtype=bool)
         kept: list[int] = []
         rep_rows: list[int] = []
         if self.representatives is not None and len(self.representatives):
-            d_old = distance(pop, self.representatives)
+            d_old = _numpy(distance(pop, self.representatives))
             kept, rep_rows = _closest(d_old, free)
             if rep_rows:
-                assign[rep_rows] = torch.arange(len(kept))
+                assign[rep_rows] = np.arange(len(kept))
                 free[rep_rows] = False
-            if kept and bool(free.any()):
+            if kept and free.any():
                 if p.speciate_against == "new":
-                    best, which = _distance_of(distance, pop, free, pop.select(rep_rows)).min(1)
+                    d_new = _distance_of(distance, pop, free, pop.select(rep_rows))
                 else:
-                    best, which = d_old[:, _long(kept)].min(1)
-                ok = free & (best < thr)
+                    d_new = d_old[:, kept]
+                which = d_new.argmin(1)
+                ok = free & (d_new[np.arange(size), which] < thr)
                 assign[ok] = which[ok]
                 free &= ~ok
         new_rows: list[int] = []
-        while bool(free.any()):  # the first unassigned genome founds a species; the close ones join
-            j = int(free.nonzero()[0])
+        while free.any():  # the first unassigned genome founds a species; the close ones join
+            j = int(free.argmax())
             join = free & (_distance_of(distance, pop, free, pop.select([j]))[:, 0] < thr)
             join[j] = True
             assign[join] = len(kept) + len(new_rows)
             free &= ~join
             new_rows.append(j)
-        self._renumber(_long(kept), len(new_rows), generation)
-        self.representatives = pop.select(_long(rep_rows + new_rows))
-        self.member = assign
+        self._renumber(kept, len(new_rows), generation)
+        self.representatives = pop.select(rep_rows + new_rows)
+        self.member = torch.from_numpy(assign)
         self._adjust_threshold(p)
 
-    def _renumber(self, kept: torch.Tensor, n_new: int, generation: int) -> None:
+    def _renumber(self, kept: list[int], n_new: int, generation: int) -> None:
         """Keep the species ``kept`` (in that order), then ``n_new`` new ones."""
-        new_ids = torch.arange(self.next_id, self.next_id + n_new, dtype=torch.long)
+        at = np.asarray(kept, dtype=np.int64)
+
+        def grow(t: torch.Tensor, new: np.ndarray | float) -> torch.Tensor:
+            old = t.numpy()
+            return torch.from_numpy(np.concatenate([old[at], np.broadcast_to(new, n_new).astype(old.dtype)]))
+
+        self.id = grow(self.id, np.arange(self.next_id, self.next_id + n_new))
         self.next_id += n_new
-        born = torch.full((n_new,), generation, dtype=torch.long)
-        self.id = torch.cat([self.id[kept], new_ids])
-        self.created = torch.cat([self.created[kept], born])
-        self.last_improved = torch.cat([self.last_improved[kept], born])
-        self.best_fitness = torch.cat(
-            [self.best_fitness[kept], torch.full((n_new,), -math.inf, dtype=torch.float64)]
-        )
+        self.created = grow(self.created, generation)
+        self.last_improved = grow(self.last_improved, generation)
+        self.best_fitness = grow(self.best_fitness, -math.inf)
 
     def _adjust_threshold(self, p: NEATParams) -> None:
         if p.target_num_species > 0:
@@ -178,17 +181,21 @@ class SpeciesSet:
         )
 
 
-def _closest(d_old: torch.Tensor, free: torch.Tensor) -> tuple[list[int], list[int]]:
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _closest(d_old: np.ndarray, free: np.ndarray) -> tuple[list[int], list[int]]:
     """Old species (in order) and the genome each keeps: its closest one not taken by an
     earlier species (the first of equal distances). In rounds: every remaining species' closest
     free genome at once, accepted up to the first one an earlier species of the round took."""
     kept: list[int] = []
     rows: list[int] = []
-    free = free.clone()
+    free = free.copy()
     count = d_old.shape[1]
-    while len(kept) < count and bool(free.any()):
+    while len(kept) < count and free.any():
         start = len(kept)
-        picks = torch.where(free.unsqueeze(1), d_old[:, start:], math.inf).argmin(0).tolist()
+        picks = np.where(free[:, None], d_old[:, start:], math.inf).argmin(0).tolist()
         for s, j in enumerate(picks, start):
             if j in rows[start:]:
                 break
@@ -199,15 +206,15 @@ def _closest(d_old: torch.Tensor, free: torch.Tensor) -> tuple[list[int], list[i
 
 
 def _distance_of(
-    distance: Distance, pop: NEATPopulation, rows: torch.Tensor, reps: NEATPopulation
-) -> torch.Tensor:
+    distance: Distance, pop: NEATPopulation, rows: np.ndarray, reps: NEATPopulation
+) -> np.ndarray:
     """Distances ``[P, len(reps)]``, computed only for the ``rows`` mask (others are inf)."""
     count = int(rows.sum())
     if 2 * count >= len(pop):
-        return distance(pop, reps)
-    out = torch.full((len(pop), len(reps)), math.inf, dtype=torch.float64)
-    idx = rows.nonzero().squeeze(1)
-    out[idx] = distance(pop.select(idx), reps)
+        return _numpy(distance(pop, reps))
+    out = np.full((len(pop), len(reps)), math.inf, dtype=np.float64)
+    idx = np.flatnonzero(rows)
+    out[idx] = _numpy(distance(pop.select(idx), reps))
     return out
 
 

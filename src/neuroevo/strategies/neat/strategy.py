@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from neuroevo.core import random as nrandom
@@ -122,11 +123,19 @@ class NEAT(Strategy):
         # children ordered by their fitter parent's size (a child has its structure), elites
         # last: the population comes out nearly sorted by size, so crossover reads the parents
         # and NEATPhenotype selects its size groups in close to memory order
-        size = sum(population.gene_counts())
-        by_size = torch.argsort(size[parents.primary], stable=True)
-        elites = parents.elites[torch.argsort(size[parents.elites], stable=True)]
+        nodes, conns = population.gene_counts()
+        size = nodes.numpy() + conns.numpy()
+        primary, secondary, elites = (
+            parents.primary.numpy(),
+            parents.secondary.numpy(),
+            parents.elites.numpy(),
+        )
+        by_size = np.argsort(size[primary], kind="stable")
+        elites = torch.from_numpy(elites[np.argsort(size[elites], kind="stable")])
         gen = self._gen(child_gen, "crossover")
-        kids = self.crossover(population, parents.primary[by_size], parents.secondary[by_size], gen)
+        kids = self.crossover(
+            population, torch.from_numpy(primary[by_size]), torch.from_numpy(secondary[by_size]), gen
+        )
         kids = self.mutate(kids, child_gen, in_place=True)  # crossover's tensors are new
         self.population = cat_populations([kids, population.select(elites)], trim=True)
         self._speciate(self.population, child_gen)
@@ -137,8 +146,8 @@ class NEAT(Strategy):
         return {
             "num_species": float(len(self.species)),
             "compatibility_threshold": float(self.species.threshold),
-            "mean_nodes": float(pop.gene_counts()[0].sum()) / size,
-            "mean_connections": float(pop.conn_enabled.sum()) / size,  # empty slots are disabled
+            "mean_nodes": float(pop.gene_counts()[0].numpy().sum()) / size,
+            "mean_connections": np.count_nonzero(pop.conn_enabled.numpy()) / size,  # empty slots are disabled
             "extinctions": extinct,
             **told,
         }
