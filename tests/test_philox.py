@@ -96,7 +96,7 @@ def _row_words(rows):
     return [torch.tensor([r[i] for r in rows], dtype=torch.int64) for i in range(4)]
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])  # compiling: ~20 s
 def test_stream_bits_match_reference_across_tiles_and_high_counters(compiled):
     n = 4 * philox.TILE + 37  # two tiles, the second partial
     got = philox.draw("bits", *_row_words(ROWS), n, dtype=torch.int64, compiled=compiled)
@@ -110,7 +110,7 @@ def test_stream_bits_match_reference_across_tiles_and_high_counters(compiled):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("compiled", [False, pytest.param(True, marks=pytest.mark.slow)])  # compiling: ~10 s
 def test_normals_are_box_muller_of_the_reference_bits(dtype, compiled):
     n = 2 * philox.TILE * (4 if dtype == torch.float32 else 2) - 5  # not a whole tile
     got = philox.draw("normal", *_row_words(ROWS), n, dtype=dtype, compiled=compiled)

@@ -176,7 +176,10 @@ KILLER = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("dies_in", ["ckpt-000009.safetensors", "ckpt-000009.json"])
+# the JSON half of a checkpoint in the long suite (each case is a run, a kill and two resumes)
+@pytest.mark.parametrize(
+    "dies_in", ["ckpt-000009.safetensors", pytest.param("ckpt-000009.json", marks=pytest.mark.slow)]
+)
 def test_sigkill_during_checkpoint_write_then_resume_is_identical(tmp_path, dies_in):
     config = tmp_path / "c.toml"
     config.write_text(CONFIG)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from neuroevo.nn.neat.genes import CONN_FIELDS, GENE_DTYPES, GENE_FILL, NODE_FIELDS, PAD, pad_columns
@@ -101,14 +100,6 @@ class NEATPopulation:
         cols = {k: slice(None, width[k[:4]]) for k in NODE_FIELDS + CONN_FIELDS}
         if isinstance(rows, slice):
             out = {k: v[rows, cols[k]] for k, v in self.tensors.items() if k not in skip}
-        elif self.in_numpy:  # fancy indexing of NumPy views: a fraction of index_select's cost
-            index_np = np.asarray(rows.numpy() if isinstance(rows, torch.Tensor) else rows)
-            index_np = np.flatnonzero(index_np) if index_np.dtype == bool else index_np.astype(np.int64)
-            out = {
-                k: torch.from_numpy(v.numpy()[index_np, cols[k]])
-                for k, v in self.tensors.items()
-                if k not in skip
-            }
         else:
             index = torch.as_tensor(rows)
             index = index.nonzero().squeeze(1) if index.dtype == torch.bool else index.long()
@@ -124,14 +115,8 @@ class NEATPopulation:
         selected = self.replace(**out)
         if self._gene_counts is not None and not skip and not isinstance(rows, slice):
             # the callers' widths keep every gene; copies, as mutation updates them in place
-            nodes_at, conns_at = self._gene_counts
-            if self.in_numpy:
-                selected._gene_counts = (
-                    torch.from_numpy(nodes_at.numpy()[index_np]),
-                    torch.from_numpy(conns_at.numpy()[index_np]),
-                )
-            else:
-                selected._gene_counts = (nodes_at.index_select(0, index), conns_at.index_select(0, index))
+            counts = self._gene_counts
+            selected._gene_counts = (counts[0].index_select(0, index), counts[1].index_select(0, index))
         return selected
 
     def node_counts(self) -> torch.Tensor:
@@ -296,22 +281,10 @@ def cat_populations(parts: list[NEATPopulation], trim: bool = False) -> NEATPopu
         n = max(p.node_key.shape[1] for p in parts)
         c = max(p.conn_innovation.shape[1] for p in parts)
     tensors = {}
-    if all(p.in_numpy for p in parts):  # one NumPy write per piece: a fraction of the tensor calls
-        rows = sum(len(p) for p in parts)
-        for k in NODE_FIELDS + CONN_FIELDS:
-            width = n if k.startswith("node") else c
-            whole = np.full((rows, width), GENE_FILL[k], dtype=getattr(parts[0], k).numpy().dtype)
-            start = 0
-            for p in parts:
-                piece = getattr(p, k).numpy()[:, :width]
-                whole[start : start + len(p), : piece.shape[1]] = piece
-                start += len(p)
-            tensors[k] = torch.from_numpy(whole)
-    else:
-        for k in NODE_FIELDS + CONN_FIELDS:
-            width = n if k.startswith("node") else c
-            pieces = [getattr(p, k) for p in parts]  # wider pieces are cut as views: one copy
-            tensors[k] = torch.cat([pad_columns(t, width, GENE_FILL[k], copy=False) for t in pieces])
+    for k in NODE_FIELDS + CONN_FIELDS:
+        width = n if k.startswith("node") else c
+        pieces = [getattr(p, k) for p in parts]  # wider pieces are cut as views: one copy
+        tensors[k] = torch.cat([pad_columns(t, width, GENE_FILL[k], copy=False) for t in pieces])
     out = parts[0].replace(**tensors)
     if counts is not None:
         out._gene_counts = (torch.cat([c[0] for c in counts]), torch.cat([c[1] for c in counts]))

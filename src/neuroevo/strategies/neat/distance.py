@@ -289,56 +289,46 @@ def _pairwise_terms(
 _NUMPY_ELEMENTS = 1 << 17  # genome pairs x b's gene columns up to which distances are taken in NumPy
 
 
-def _dense_numpy(
-    pop: NEATPopulation, key: str, names: list[str], union: np.ndarray
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``pop``'s genes over the columns ``union`` (sorted keys): presence ``[P, U]`` and the
-    attributes ``names``, float32 (0 where absent)."""
-    u = union.size
-    keys = getattr(pop, key).numpy()
-    col = np.minimum(np.searchsorted(union, keys), u - 1)
-    rows, slots = np.nonzero(union[col] == keys)  # PAD never equals a key of the union
-    at = (rows, col[rows, slots])
-    present = np.zeros((len(pop), u), dtype=np.float32)
-    present[at] = 1.0
-    values = []
-    for name in names:
-        v = np.zeros((len(pop), u), dtype=np.float32)
-        v[at] = getattr(pop, name).numpy()[rows, slots]
-        values.append(v)
-    return present, values
+_SPAN = 1 << 40  # above every node id and innovation: row r's keys read as key + r * _SPAN
 
 
 def _distance_numpy(
     a: NEATPopulation, b: NEATPopulation, cd: float, cw: float, constant: tuple[str, ...]
 ) -> torch.Tensor:
     """``compatibility_distance`` (excess counted as disjoint) of small CPU populations in
-    NumPy, a fraction of the per-call cost of tensor ops (speciation at P = 150 is ~100 small
-    calls). ``a`` becomes dense float32 rows over the union of ``b``'s keys (presence, then
-    each attribute); each of the ``L`` genes of ``b``'s genomes reads ``a``'s column of its
-    key, so a gene's matching term for every genome of ``a`` is one ``[n, L]`` array, summed
-    per genome of ``b`` by one matrix product (O(n * L) work, not O(n * m * union))."""
+    NumPy, a fraction of the per-call cost of tensor ops (speciation at P = 150 is a few
+    calls of ~100 operations each, and the operations' count is what it pays for). ``a``'s
+    rows become one increasing key vector (row r's keys + r * ``_SPAN``); each of the ``L``
+    genes of ``b``'s genomes is looked up in every row of ``a`` by one search, its matching
+    term for every genome of ``a`` is one ``[n, L]`` array, and one matrix product sums the
+    terms per genome of ``b`` (O(n * L) work, no dense rows)."""
     cats = [f"node_{c}" for c in ("activation", "aggregation") if c not in constant]
     node_floats = ["node_bias"] + (["node_response"] if "response" not in constant else [])
     kinds = [("node_key", node_floats, cats), ("conn_innovation", ["conn_weight"], ["conn_enabled"])]
     n, m = len(a), len(b)
+    shift = np.arange(n, dtype=np.int64)[:, None] * _SPAN
     total = np.zeros((n, m), dtype=np.float32)
     for i, (key, floats, flags) in enumerate(kinds):
-        bk = getattr(b, key).numpy()
         na = a.gene_counts()[i].numpy().astype(np.float32)[:, None]
         nb = b.gene_counts()[i].numpy().astype(np.float32)[None, :]
-        num = np.float32(cd) * na + np.float32(cd) * nb
+        num = np.float32(cd) * (na + nb)
+        bk = getattr(b, key).numpy()
         g_row, g_slot = np.nonzero(bk != PAD)  # b's genes, genome by genome
         if g_row.size:
-            union, col = np.unique(bk[g_row, g_slot], return_inverse=True)
-            pa, va = _dense_numpy(a, key, floats + flags, union)
-            terms = np.zeros((n, g_row.size), dtype=np.float32)  # attribute differences
-            for j, (name, x) in enumerate(zip(floats + flags, va, strict=True)):
-                d = x[:, col] - getattr(b, name).numpy()[g_row, g_slot].astype(np.float32)
-                terms += np.abs(d, out=d) if j < len(floats) else (d != 0)
+            flat = (np.minimum(getattr(a, key).numpy(), _SPAN - 1) + shift).reshape(-1)  # PAD: span - 1
+            query = bk[g_row, g_slot] + shift  # [n, L]: gene g of b in row i of a
+            pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
+            terms = np.zeros(query.shape, dtype=np.float32)  # attribute differences
+            for j, name in enumerate(floats + flags):
+                x, y = getattr(a, name).numpy().reshape(-1)[pos], getattr(b, name).numpy()[g_row, g_slot]
+                if j < len(floats):
+                    d = x - y
+                    terms += np.abs(d, out=d)
+                else:
+                    terms += x != y
             terms *= np.float32(cw)
             terms -= np.float32(2 * cd)
-            terms *= pa[:, col]  # only where a has the gene: a match
+            terms *= flat[pos] == query  # only where a has the gene: a match
             genome_of = np.zeros((g_row.size, m), dtype=np.float32)
             genome_of[np.arange(g_row.size), g_row] = 1.0
             num += terms @ genome_of

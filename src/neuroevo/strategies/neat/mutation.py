@@ -108,7 +108,7 @@ def _insert_numpy(
             pop = pop.padded(pop.node_key.shape[1], need + spare)
     pop.gene_counts()[kind].numpy()[rows] += genes  # rows are distinct
     slots = count[:, None] + np.arange(genes)
-    at = (np.broadcast_to(rows[:, None], slots.shape), slots)
+    at = (rows[:, None], slots)
     for name in NODE_FIELDS if prefix == "node" else CONN_FIELDS:
         getattr(pop, name).numpy()[at] = values[name].reshape(slots.shape)
     return pop
@@ -164,7 +164,7 @@ def _reaches_numpy(pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goa
     c, width = conn_in.shape[1], num_in + n + 1
     present = node_key != PAD
     span = int(node_key[present].max(initial=num_in)) + 3
-    keys = np.concatenate([np.broadcast_to(np.arange(num_in), (k, num_in)), node_key], 1)
+    keys = np.concatenate([np.tile(np.arange(num_in), (k, 1)), node_key], 1)
     keys = np.where(keys == PAD, span - 2, keys) + np.arange(k)[:, None] * span  # increasing
     ids = np.concatenate([conn_in, conn_out, start[:, None], goal[:, None]], 1)
     valid = (ids >= 0) & (ids < span - 2)
@@ -175,13 +175,13 @@ def _reaches_numpy(pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goa
     slot = np.where(found, pos - np.arange(k)[:, None] * (width - 1), 0)
     src, dst = slot[:, :c], slot[:, c : 2 * c]
     ok = live & found[:, :c] & found[:, c : 2 * c]
-    every = np.broadcast_to(np.arange(k)[:, None], src.shape)
+    every = np.arange(k)
     reach = np.zeros((k, width), dtype=bool)
-    reach[np.arange(k), slot[:, 2 * c]] = True
+    reach[every, slot[:, 2 * c]] = True
     for _ in range(width + 1):
-        spread = reach[every, src] & ok
+        spread = reach[every[:, None], src] & ok
         new = reach.copy()
-        new[every[spread], dst[spread]] = True
+        new[spread.nonzero()[0], dst[spread]] = True
         if np.array_equal(new, reach):
             break
         reach = new

@@ -134,15 +134,15 @@ class SpeciesSet:
         """Keep the species ``kept`` (in that order), then ``n_new`` new ones."""
         at = np.asarray(kept, dtype=np.int64)
 
-        def grow(t: torch.Tensor, new: np.ndarray | float) -> torch.Tensor:
-            old = t.numpy()
-            return torch.from_numpy(np.concatenate([old[at], np.broadcast_to(new, n_new).astype(old.dtype)]))
+        def grow(t: torch.Tensor, new: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.concatenate([t.numpy()[at], new]))
 
-        self.id = grow(self.id, np.arange(self.next_id, self.next_id + n_new))
+        born = np.full(n_new, generation, dtype=np.int64)
+        self.id = grow(self.id, np.arange(self.next_id, self.next_id + n_new, dtype=np.int64))
         self.next_id += n_new
-        self.created = grow(self.created, generation)
-        self.last_improved = grow(self.last_improved, generation)
-        self.best_fitness = grow(self.best_fitness, -math.inf)
+        self.created = grow(self.created, born)
+        self.last_improved = grow(self.last_improved, born)
+        self.best_fitness = grow(self.best_fitness, np.full(n_new, -math.inf))
 
     def _adjust_threshold(self, p: NEATParams) -> None:
         if p.target_num_species > 0:
