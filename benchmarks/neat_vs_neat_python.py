@@ -10,7 +10,7 @@ success table. neuroevo uses ``activation = neat_sigmoid`` (sigmoid(4.9 z)), nea
 ``sigmoid`` (sigmoid(5 z)).
 
 Run in the benchmark environment:  .bench-venv/bin/python benchmarks/neat_vs_neat_python.py
-Quick check:                        ... --sizes 150 --seeds 3 --time-generations 3
+Quick check:                        ... --sizes 150 --seeds 3 --time-generations 3 --repeats 1
 Where neuroevo's time goes:         ... --profile --sizes 150 10000 --seeds 0 --skip-neat-python
 """
 
@@ -248,6 +248,16 @@ def neuroevo_profile(pop_size: int, generations: int, seed: int = 0) -> dict[str
 # -- report ----------------------------------------------------------------------------------------
 
 
+def median_run(run, args: tuple, repeats: int) -> tuple[float, float]:
+    """The run(*args) (wall, CPU ms/gen) of median wall time among ``repeats`` runs, each
+    after a full garbage collection."""
+    runs = []
+    for _ in range(max(1, repeats)):
+        gc.collect()
+        runs.append(run(*args))
+    return sorted(runs)[(len(runs) - 1) // 2]
+
+
 def summary(results: list[int | None]) -> dict[str, object]:
     solved = [g for g in results if g is not None]
     return {
@@ -265,6 +275,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--time-generations", type=int, default=20, help="timed generations per size (neuroevo)")
     ap.add_argument(
         "--neat-python-budget", type=float, default=60.0, help="neat-python timing seconds per size"
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed runs per library and size (fresh, same seed); the median run is reported",
     )
     ap.add_argument("--seeds", type=int, default=100, help="XOR seeds per library")
     ap.add_argument("--max-generations", type=int, default=300)
@@ -295,12 +311,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     # Each library is timed at every size before the other starts, after a full garbage
     # collection: neat-python leaves millions of Python objects (and cycles) behind, and
     # collecting them inside the other library's timed loop would bill it for them.
+    # A single 20-generation run of either library drifts by 10-50% with the host's phase;
+    # the median of a few fresh runs (the same seed, so the same work) is what each reports.
     ours_by_size = {}
     for size in args.sizes:
         gc.collect()
         neuroevo_ms_per_gen(size, 2)  # a throwaway run, like neat-python's calibration run below
-        gc.collect()
-        ours_by_size[size] = neuroevo_ms_per_gen(size, args.time_generations)
+        ours_by_size[size] = median_run(neuroevo_ms_per_gen, (size, args.time_generations), args.repeats)
     for size in args.sizes:
         ours = ours_by_size[size]
         theirs = None
@@ -308,8 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             gc.collect()
             one = neat_python_ms_per_gen(size, 1)[0]
             gens = max(1, min(args.time_generations, int(args.neat_python_budget * 1000 / max(one, 1e-3))))
-            gc.collect()
-            theirs = neat_python_ms_per_gen(size, gens)
+            theirs = median_run(neat_python_ms_per_gen, (size, gens), args.repeats)
         line = f"{size:>7}  neuroevo {ours[0]:9.1f} ({ours[1]:9.1f})"
         if theirs:
             line += f"  neat-python {theirs[0]:9.1f} ({theirs[1]:9.1f})  {theirs[0] / ours[0]:6.1f}x"
