@@ -164,7 +164,7 @@ def _reaches_numpy(pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goa
     c, width = conn_in.shape[1], num_in + n + 1
     present = node_key != PAD
     span = int(node_key[present].max(initial=num_in)) + 3
-    keys = np.concatenate([np.tile(np.arange(num_in), (k, 1)), node_key], 1)
+    keys = np.concatenate([np.arange(num_in)[None, :].repeat(k, 0), node_key], 1)
     keys = np.where(keys == PAD, span - 2, keys) + np.arange(k)[:, None] * span  # increasing
     ids = np.concatenate([conn_in, conn_out, start[:, None], goal[:, None]], 1)
     valid = (ids >= 0) & (ids < span - 2)

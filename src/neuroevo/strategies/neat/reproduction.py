@@ -83,8 +83,7 @@ def choose_parents(
     """Elites and parent pairs for ``spawn[s]`` offspring of each species ``s``."""
     fit, mem, size, kids = _np(fitness), _np(member), _np(sizes), _np(spawn)
     count = len(size)
-    by_fit = np.argsort(-fit, kind="stable")
-    order = by_fit[np.argsort(mem[by_fit], kind="stable")]  # by species, then best first
+    order = np.lexsort((-fit, mem))  # by species, then best first (ties: lower index first)
     offsets = np.cumsum(size) - size
     elites = np.minimum(np.minimum(kids, size), p.elitism)
     children = kids - elites
