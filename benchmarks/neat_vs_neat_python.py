@@ -248,13 +248,8 @@ def neuroevo_profile(pop_size: int, generations: int, seed: int = 0) -> dict[str
 # -- report ----------------------------------------------------------------------------------------
 
 
-def median_run(run, args: tuple, repeats: int) -> tuple[float, float]:
-    """The run(*args) (wall, CPU ms/gen) of median wall time among ``repeats`` runs, each
-    after a full garbage collection."""
-    runs = []
-    for _ in range(max(1, repeats)):
-        gc.collect()
-        runs.append(run(*args))
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (wall, CPU ms/gen) run of median wall time (the lower middle of an even count)."""
     return sorted(runs)[(len(runs) - 1) // 2]
 
 
@@ -280,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "--repeats",
         type=int,
         default=5,
-        help="timed runs per library and size (fresh, same seed); the median run is reported",
+        help="rounds per size: a fresh run of each library in turn (same seed); medians are reported",
     )
     ap.add_argument("--seeds", type=int, default=100, help="XOR seeds per library")
     ap.add_argument("--max-generations", type=int, default=300)
@@ -307,28 +302,36 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "threads": args.threads,
         "timing": [],
     }
-    print("P, then wall-clock ms/gen (process CPU ms/gen) of each library, and the wall-clock speed-up")
-    # Each library is timed at every size before the other starts, after a full garbage
-    # collection: neat-python leaves millions of Python objects (and cycles) behind, and
-    # collecting them inside the other library's timed loop would bill it for them.
-    # A single 20-generation run of either library drifts by 10-50% with the host's phase;
-    # the median of a few fresh runs (the same seed, so the same work) is what each reports.
-    ours_by_size = {}
+    print(
+        "P, then wall-clock ms/gen (process CPU ms/gen) of each library's median run, the median of"
+        " the runs' speed-ups, and each run's"
+    )
+    # The host's speed drifts by 10-50% over minutes, so the libraries take turns: each round
+    # is a fresh neuroevo run then a fresh neat-python run (the same seed, so the same work),
+    # and a round's speed-up compares the two; the median round is reported. Every run starts
+    # after a full garbage collection: neat-python leaves millions of Python objects (and
+    # cycles) behind, and collecting them inside neuroevo's timed loop would bill it for them.
     for size in args.sizes:
         gc.collect()
         neuroevo_ms_per_gen(size, 2)  # a throwaway run, like neat-python's calibration run below
-        ours_by_size[size] = median_run(neuroevo_ms_per_gen, (size, args.time_generations), args.repeats)
-    for size in args.sizes:
-        ours = ours_by_size[size]
-        theirs = None
+        gens = 0
         if have_np:
             gc.collect()
             one = neat_python_ms_per_gen(size, 1)[0]
             gens = max(1, min(args.time_generations, int(args.neat_python_budget * 1000 / max(one, 1e-3))))
-            theirs = median_run(neat_python_ms_per_gen, (size, gens), args.repeats)
+        rounds = []
+        for _ in range(max(1, args.repeats)):
+            gc.collect()
+            mine = neuroevo_ms_per_gen(size, args.time_generations)
+            gc.collect()
+            rounds.append((mine, neat_python_ms_per_gen(size, gens) if have_np else None))
+        ours = _median([r[0] for r in rounds])
+        theirs = _median([r[1] for r in rounds]) if have_np else None
+        ratios = [r[1][0] / r[0][0] for r in rounds] if have_np else []
         line = f"{size:>7}  neuroevo {ours[0]:9.1f} ({ours[1]:9.1f})"
         if theirs:
-            line += f"  neat-python {theirs[0]:9.1f} ({theirs[1]:9.1f})  {theirs[0] / ours[0]:6.1f}x"
+            line += f"  neat-python {theirs[0]:9.1f} ({theirs[1]:9.1f})  {statistics.median(ratios):6.1f}x"
+            line += "  (" + " ".join(f"{x:.1f}x" for x in ratios) + ")"
         print(line, flush=True)
         out["timing"].append(
             {
@@ -337,6 +340,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 "neuroevo_cpu_ms": ours[1],
                 "neat_python_ms": theirs[0] if theirs else None,
                 "neat_python_cpu_ms": theirs[1] if theirs else None,
+                "speedup_median": statistics.median(ratios) if ratios else None,
+                "speedups": ratios,
+                "rounds": len(rounds),
             }
         )
     if args.profile:
