@@ -180,7 +180,7 @@ population_size = 12
     [
         ("ga", GA_XOR, "ckpt-000009.json", 1),
         ("neat", NEAT_XOR, "network.json", 3),
-        ("cmaes", CMAES_XOR, "ckpt-000006.safetensors", 1),
+        pytest.param("cmaes", CMAES_XOR, "ckpt-000006.safetensors", 1, marks=pytest.mark.slow),
     ],
 )
 def test_sigkill_then_resume_gives_an_identical_best_folder(tmp_path, name, config, dies_in, count):

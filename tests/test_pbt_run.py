@@ -120,7 +120,10 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, RunDir]:
 
 # (where, nth call): the 28th optimiser step is step 3 of generation 5 (0-based 4); the 3rd
 # checkpoint write is generation 6's, after pbt.jsonl got generations 4 and 5
-@pytest.mark.parametrize("where, limit", [("step", 28), ("checkpoint", 3)])
+# the kill inside an optimiser step runs in the long suite (each case is a run, a kill, a resume)
+@pytest.mark.parametrize(
+    "where, limit", [pytest.param("step", 28, marks=pytest.mark.slow), ("checkpoint", 3)]
+)
 def test_sigkill_then_neuroevo_resume_is_identical(tmp_path, uninterrupted, where, limit):
     config, full = uninterrupted
     env = {**os.environ, "PYTHONHASHSEED": "0"}

@@ -87,8 +87,14 @@ def test_sharded_evaluation_is_bit_identical(strategy: str, network: str, tmp_pa
     assert _metrics(data, ShardedInProcess(3), 3) == local
 
 
-@pytest.mark.parametrize("task", ["control", "gym"])
-@pytest.mark.parametrize("strategy", ["openes", "ga", "neat"])
+@pytest.mark.parametrize(
+    "strategy, task",
+    [
+        pytest.param(s, t, marks=[pytest.mark.slow] if (s, t) == ("neat", "gym") else [])  # ~15 s
+        for s in ("openes", "ga", "neat")
+        for t in ("control", "gym")
+    ],
+)
 def test_observation_statistics_merge_like_one_batch(task: str, strategy: str, tmp_path: Path) -> None:
     """Observation sums are merged in member order: the statistics after 3 generations are equal.
 
