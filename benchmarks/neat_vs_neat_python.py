@@ -1,7 +1,9 @@
 """NEAT on XOR: neuroevo vs neat-python 2.0.0, same machine, same run of this script.
 
 Measures milliseconds per generation (evaluation + reproduction + speciation) at population
-sizes 150, 1,000 and 10,000, and XOR success rate / median generations over N seeds
+sizes 150, 1,000 and 10,000 (``--repeats`` rounds, each a fresh run of one library then the
+other; the medians and every round's speed-up are printed), and XOR success rate / median
+generations over N seeds
 (population 150, fitness 4 - sum of squared errors, solved at >= 3.9, as neat-python's XOR
 example). Both libraries get the same settings: neat-python's documented XOR example config
 (written below as an INI file) with conn_delete_prob = node_delete_prob = 0 (neuroevo's
