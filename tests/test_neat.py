@@ -590,8 +590,8 @@ def test_old_species_keep_their_closest_free_genome_in_order():
     ],
 )
 def test_numpy_steps_of_small_populations_equal_the_tensor_path(monkeypatch, options):
-    """Selection, crossover, mutation and compiling run on NumPy views for small CPU
-    populations; 20 generations give the same genomes as the tensor code."""
+    """Mutation and the flat compile run on NumPy views for small CPU populations
+    (``NEATPopulation.in_numpy``); 20 generations give the same genomes as the tensor code."""
     from neuroevo.nn.neat import population
 
     def final(slots: int) -> dict[str, torch.Tensor]:

@@ -19,13 +19,15 @@ import torch
 from neuroevo.strategies.neat.params import NEATParams
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    """``t`` as a NumPy array (a view for CPU tensors): the bookkeeping of reproduction and
+    speciation works on vectors of a few species or members, where NumPy calls are cheaper."""
     return t.detach().cpu().numpy()
 
 
 def round_to_total(quota: torch.Tensor, total: int) -> torch.Tensor:
     """Integers summing to ``total`` (largest remainder; ties to the lower index)."""
-    return torch.from_numpy(_round_to_total(_np(quota).astype(np.float64), total))
+    return torch.from_numpy(_round_to_total(as_numpy(quota).astype(np.float64), total))
 
 
 def _round_to_total(quota: np.ndarray, total: int) -> np.ndarray:
@@ -46,7 +48,8 @@ def offspring_counts(
 
     In NumPy, as ``choose_parents``: a few dozen operations on vectors of a few species or a
     few hundred members, where a tensor call costs several times a NumPy one."""
-    fit, mem, size, live = _np(fitness).astype(np.float64), _np(member), _np(sizes), _np(alive)
+    fit, mem, size, live = (as_numpy(t) for t in (fitness, member, sizes, alive))
+    fit = fit.astype(np.float64)
     count, total_size = len(size), p.population_size
     f_alive = fit[live[mem]]
     fmin, fmax = float(f_alive.min()), float(f_alive.max())
@@ -81,7 +84,7 @@ def choose_parents(
     gen: torch.Generator,
 ) -> Parents:
     """Elites and parent pairs for ``spawn[s]`` offspring of each species ``s``."""
-    fit, mem, size, kids = _np(fitness), _np(member), _np(sizes), _np(spawn)
+    fit, mem, size, kids = as_numpy(fitness), as_numpy(member), as_numpy(sizes), as_numpy(spawn)
     count = len(size)
     order = np.lexsort((-fit, mem))  # by species, then best first (ties: lower index first)
     offsets = np.cumsum(size) - size
@@ -94,8 +97,8 @@ def choose_parents(
     sp_c = np.repeat(np.arange(count), children)
     k = len(sp_c)
     pool_c = pool[sp_c]
-    i1 = (_np(torch.rand(k, generator=gen, dtype=torch.float64)) * pool_c).astype(np.int64)
-    i2 = (_np(torch.rand(k, generator=gen, dtype=torch.float64)) * pool_c).astype(np.int64)
+    i1 = (as_numpy(torch.rand(k, generator=gen, dtype=torch.float64)) * pool_c).astype(np.int64)
+    i2 = (as_numpy(torch.rand(k, generator=gen, dtype=torch.float64)) * pool_c).astype(np.int64)
     p1 = order[offsets[sp_c] + np.minimum(i1, pool_c - 1)]
     p2 = order[offsets[sp_c] + np.minimum(i2, pool_c - 1)]
     first = fit[p1] > fit[p2]

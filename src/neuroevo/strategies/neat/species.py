@@ -25,6 +25,7 @@ import torch
 
 from neuroevo.nn.neat.population import NEATPopulation
 from neuroevo.strategies.neat.params import NEATParams
+from neuroevo.strategies.neat.reproduction import as_numpy
 
 Distance = Callable[[NEATPopulation, NEATPopulation], torch.Tensor]
 
@@ -83,7 +84,7 @@ class SpeciesSet:
     # -- stagnation ------------------------------------------------------------------------------
     def stagnation(self, p: NEATParams, fitness: torch.Tensor, generation: int) -> torch.Tensor:
         """Update best fitness and last improvement; the mask of species that live on."""
-        sf = _numpy(species_fitness(p.species_fitness_func, fitness, self.member, len(self)))
+        sf = as_numpy(species_fitness(p.species_fitness_func, fitness, self.member, len(self)))
         improved = sf > self.best_fitness.numpy()
         self.best_fitness = torch.from_numpy(np.where(improved, sf, self.best_fitness.numpy()))
         self.last_improved = torch.from_numpy(np.where(improved, generation, self.last_improved.numpy()))
@@ -103,7 +104,7 @@ class SpeciesSet:
         kept: list[int] = []
         rep_rows: list[int] = []
         if self.representatives is not None and len(self.representatives):
-            d_old = _numpy(distance(pop, self.representatives))
+            d_old = as_numpy(distance(pop, self.representatives))
             kept, rep_rows = _closest(d_old, free)
             if rep_rows:
                 assign[rep_rows] = np.arange(len(kept))
@@ -181,10 +182,6 @@ class SpeciesSet:
         )
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
 def _closest(d_old: np.ndarray, free: np.ndarray) -> tuple[list[int], list[int]]:
     """Old species (in order) and the genome each keeps: its closest one not taken by an
     earlier species (the first of equal distances). In rounds: every remaining species' closest
@@ -211,10 +208,10 @@ def _distance_of(
     """Distances ``[P, len(reps)]``, computed only for the ``rows`` mask (others are inf)."""
     count = int(rows.sum())
     if 2 * count >= len(pop):
-        return _numpy(distance(pop, reps))
+        return as_numpy(distance(pop, reps))
     out = np.full((len(pop), len(reps)), math.inf, dtype=np.float64)
     idx = np.flatnonzero(rows)
-    out[idx] = _numpy(distance(pop.select(idx), reps))
+    out[idx] = as_numpy(distance(pop.select(idx), reps))
     return out
 
 
