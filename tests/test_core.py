@@ -116,3 +116,18 @@ def test_population_normal_rows_equal_fresh_generators_and_fill_out():
             out = torch.full((3, *shape), float("nan"), dtype=dtype)
             assert population_normal([3, 0, 9], shape, seed=4, generation=6, dtype=dtype, out=out) is out
             assert torch.equal(out, block)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (7, 0), (40, 13), (1, 1)])
+def test_hostops_equal_the_torch_ops(shape):
+    """The NumPy-backed ops give torch's exact results, on strided views too."""
+    from neuroevo.core.hostops import argsort_stable, flatnonzero
+
+    g = torch.Generator().manual_seed(sum(shape))
+    keys = torch.randint(0, 5, shape, generator=g)  # many ties: stability matters
+    mask = keys > 2
+    for m in (mask, mask.T, mask[:, ::2]):
+        assert torch.equal(flatnonzero(m), m.reshape(-1).nonzero().squeeze(1))
+    for t in (keys, keys.T, keys.to(torch.int16), keys.float()):
+        for dim in (0, 1):
+            assert torch.equal(argsort_stable(t, dim), torch.argsort(t, dim=dim, stable=True))

@@ -591,15 +591,17 @@ def test_old_species_keep_their_closest_free_genome_in_order():
 )
 def test_numpy_steps_of_small_populations_equal_the_tensor_path(monkeypatch, options):
     """Mutation and the flat compile run on NumPy views for small CPU populations
-    (``NEATPopulation.in_numpy``); 20 generations give the same genomes as the tensor code."""
+    (``NEATPopulation.in_numpy``), attribute mutation for any CPU population
+    (``numpy_any_size``); 20 generations give the same genomes as the tensor code."""
     from neuroevo.nn.neat import population
 
-    def final(slots: int) -> dict[str, torch.Tensor]:
+    def final(slots: int, any_size: bool) -> dict[str, torch.Tensor]:
         monkeypatch.setattr(population, "NUMPY_SLOTS", slots)
+        monkeypatch.setattr(population, "NUMPY_ANY_SIZE", any_size)
         strategy, _ = evolve_random(20, seed=3, size=60, **options)
         return strategy.population.tensors
 
-    small, tensor = final(1 << 13), final(-1)
+    small, tensor = final(1 << 13, True), final(-1, False)
     assert small.keys() == tensor.keys()
     for name in small:
         assert torch.equal(small[name], tensor[name]), name

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuroevo.core.hostops import argsort_stable, flatnonzero
 from neuroevo.nn.activations import ACTIVATIONS, INPLACE, get_activation
 from neuroevo.nn.neat.genes import PAD
 from neuroevo.nn.neat.population import NEATPopulation
@@ -57,7 +58,7 @@ def flat_applicable(pop: NEATPopulation) -> bool:
     """Whether ``pop`` is feed-forward with sum aggregation, response 1 and one activation."""
     if not pop.feed_forward or len(pop.activations) != 1:
         return False
-    if pop.in_numpy:
+    if pop.numpy_any_size:
         present = (pop.node_key.numpy() != PAD).astype(pop.node_response.numpy().dtype)
         return not pop.node_aggregation.numpy().any() and np.array_equal(pop.node_response.numpy(), present)
     if bool(pop.node_aggregation.any()):
@@ -83,7 +84,7 @@ def _edges(pop: NEATPopulation, row_start: torch.Tensor) -> tuple[torch.Tensor, 
     an input, source and target position among the nodes (genome-major: genome g's start at
     ``row_start[g]``), weight."""
     n = pop.node_key.shape[1]
-    at = pop.conn_enabled.view(-1).nonzero().squeeze(1)  # empty slots are disabled
+    at = flatnonzero(pop.conn_enabled)  # empty slots are disabled
     genome = at // max(pop.conn_enabled.shape[1], 1)
     rows = pop.node_key.index_select(0, genome)  # each connection's genome's (sorted) node keys
     start = row_start.index_select(0, genome)
@@ -109,7 +110,7 @@ def compile_flat(
     num_in, num_out = pop.num_inputs, pop.num_outputs
     p, n = pop.node_key.shape
     node_ok = pop.node_key != PAD
-    live = node_ok.view(-1).nonzero().squeeze(1)  # genome-major, sorted within a genome
+    live = flatnonzero(node_ok)  # genome-major, sorted within a genome
     k = live.numel()
     counts = node_ok.sum(1)
     row_start = torch.cumsum(counts, 0) - counts  # outputs come first in a row
@@ -117,7 +118,8 @@ def compile_flat(
     level = _levels(torch.where(src_in, k, src_pos), dst_pos, k, n)
     if n < 1 << 15:  # levels are at most n: small keys sort several times faster
         level = level.to(torch.int16)
-    by_level, order = torch.sort(level, stable=True)  # value columns: nodes by level, then genome
+    order = argsort_stable(level)  # value columns: nodes by level, then genome
+    by_level = level.index_select(0, order)
     rank = torch.empty(k, dtype=torch.long)
     rank[order] = torch.arange(k)
     base = p * num_in
@@ -125,7 +127,8 @@ def compile_flat(
     first = torch.searchsorted(by_level, bounds)  # first column of each level (and the end)
     counts = first.diff()  # nodes per level
     e_level = level.index_select(0, dst_pos)
-    e_sorted, e_order = torch.sort(e_level, stable=True)
+    e_order = argsort_stable(e_level)
+    e_sorted = e_level.index_select(0, e_order)
     src = torch.where(src_in, genome * num_in + src_id, base + rank.index_select(0, src_pos))
     dst = rank.index_select(0, dst_pos) - first.index_select(0, e_level.long() - 1)
     e_counts = torch.searchsorted(e_sorted, bounds).diff().tolist()

@@ -19,12 +19,18 @@ from typing import Any
 
 import torch
 
+from neuroevo.core.hostops import argsort_stable
 from neuroevo.nn.neat.genes import CONN_FIELDS, GENE_DTYPES, GENE_FILL, NODE_FIELDS, PAD, pad_columns
 from neuroevo.nn.neat.genome import GENOME_FORMAT, genome_from_json
 
 NUMPY_SLOTS = 1 << 13
 """Gene slots up to which a CPU population's steps run in NumPy: a tensor call costs several
 times a NumPy call, and a population of a few hundred genomes pays mostly per call."""
+
+NUMPY_ANY_SIZE = True
+"""Whether the steps whose NumPy form is faster at every size (attribute mutation, the flat
+graph check: torch's CPU comparisons and ``nonzero`` are several times slower than NumPy's)
+run in NumPy on every CPU population; tests switch it off to run the tensor code."""
 
 
 @dataclass(eq=False)
@@ -69,6 +75,12 @@ class NEATPopulation:
         NumPy views of its tensors (``NUMPY_SLOTS``)."""
         slots = self.node_key.numel() + self.conn_innovation.numel()
         return slots <= NUMPY_SLOTS and self.node_key.device.type == "cpu"
+
+    @property
+    def numpy_any_size(self) -> bool:
+        """Whether this population is on the CPU, for the steps that run in NumPy at any size
+        (``NUMPY_ANY_SIZE``)."""
+        return NUMPY_ANY_SIZE and self.node_key.device.type == "cpu"
 
     @property
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -165,11 +177,11 @@ class NEATPopulation:
         ``nodes`` / ``conns`` = False leaves that gene kind as it is."""
         out = {}
         if nodes:
-            order = torch.argsort(self.node_key, dim=1, stable=True)
+            order = argsort_stable(self.node_key, dim=1)
             for name in NODE_FIELDS:
                 out[name] = getattr(self, name).gather(1, order)
         if conns:
-            order = torch.argsort(self.conn_innovation, dim=1, stable=True)
+            order = argsort_stable(self.conn_innovation, dim=1)
             for name in CONN_FIELDS:
                 out[name] = getattr(self, name).gather(1, order)
         return self._with_counts(self.replace(**out))  # sorting keeps every gene

@@ -95,9 +95,9 @@ def _mutate_enabled_numpy(p: NEATParams, enabled: np.ndarray, g: torch.Generator
 def mutate_attributes(
     p: NEATParams, cfg: GenomeConfig, pop: NEATPopulation, g: torch.Generator
 ) -> NEATPopulation:
-    """Attribute mutations of the genes present (empty slots draw nothing), in place (small
-    CPU populations through NumPy views: the same draws and values)."""
-    if pop.in_numpy:
+    """Attribute mutations of the genes present (empty slots draw nothing), in place (CPU
+    populations through NumPy views: the same draws and values)."""
+    if pop.numpy_any_size:
         conn_np = np.flatnonzero(pop.conn_innovation.view(-1).numpy() != PAD)
         weight_np = pop.conn_weight.view(-1).numpy()
         weight_np[conn_np] = _float_mutate_numpy(p, "weight", weight_np[conn_np], g)

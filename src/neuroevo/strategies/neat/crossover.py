@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from neuroevo.core.hostops import flatnonzero
 from neuroevo.nn.neat.genes import PAD
 from neuroevo.nn.neat.population import NEATPopulation
 
@@ -46,8 +47,8 @@ def crossover(
         out["conn_weight"] = torch.where(take_w, b["conn_weight"].gather(1, pos), a.conn_weight)
         either_off = ~a.conn_enabled | (match & ~b["conn_enabled"].gather(1, pos))
         enabled = a.conn_enabled  # a fresh copy; False in empty slots
-        where = (either_off & live).nonzero(as_tuple=True)
-        enabled[where] = torch.rand(len(where[0]), generator=gen) >= disabled_rate
+        where = flatnonzero(either_off & live)
+        enabled.view(-1)[where] = torch.rand(len(where), generator=gen) >= disabled_rate
     k, n = a.node_key.shape
     if n:
         pos = torch.searchsorted(b["node_key"], a.node_key).clamp(max=n - 1)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuroevo.core.hostops import flatnonzero
 from neuroevo.nn.neat.genes import AGGREGATIONS, PAD
 from neuroevo.nn.neat.population import NEATPopulation
 
@@ -214,7 +215,7 @@ def _matched_terms(
         if ak.numel() >= _PRESENT_ELEMENTS and a_counts is not None:  # no writes for empty slots
             genes = None if reuse is None else reuse.get(("genes", key))
             if genes is None:  # a's genes as lists (kept for the next call)
-                at = (ak != PAD).view(-1).nonzero().squeeze(1)
+                at = flatnonzero(ak != PAD)
                 pick = lambda t: t.reshape(-1).index_select(0, at)  # noqa: E731
                 floats, e, cs = a_attr
                 g_row = torch.repeat_interleave(torch.arange(n), a_counts)  # rows are compact

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuroevo.core.hostops import flatnonzero
 from neuroevo.nn.neat.compile import slots_of
 from neuroevo.nn.neat.genes import CONN_FIELDS, GENE_FILL, NODE_FIELDS, PAD
 from neuroevo.nn.neat.population import NEATPopulation
@@ -220,7 +221,7 @@ class StructuralMutation:
 
     def add_node(self, pop: NEATPopulation, rows: torch.Tensor, g: torch.Generator) -> NEATPopulation:
         p, cfg = self.params, self.genome_config
-        sel = rows.nonzero().squeeze(1)
+        sel = flatnonzero(rows)
         if sel.numel() == 0:
             return pop
         innov = pop.conn_innovation.index_select(0, sel)
@@ -403,7 +404,7 @@ class StructuralMutation:
     ) -> tuple[NEATPopulation, bool]:
         """New connections, and whether a reused innovation may have left a row unsorted."""
         p, num_in = self.params, self.genome_config.num_inputs
-        sel = rows.nonzero().squeeze(1)
+        sel = flatnonzero(rows)
         if sel.numel() == 0:
             return pop, False
         m, n = len(sel), pop.node_key.shape[1]
