@@ -590,9 +590,9 @@ def test_old_species_keep_their_closest_free_genome_in_order():
     ],
 )
 def test_numpy_steps_of_small_populations_equal_the_tensor_path(monkeypatch, options):
-    """Mutation and the flat compile run on NumPy views for small CPU populations
-    (``NEATPopulation.in_numpy``), attribute mutation for any CPU population
-    (``numpy_any_size``); 20 generations give the same genomes as the tensor code."""
+    """Structural mutation runs on NumPy views for small CPU populations
+    (``NEATPopulation.in_numpy``), attribute mutation and the flat compile for any CPU
+    population (``numpy_any_size``); 20 generations give the same genomes as the tensor code."""
     from neuroevo.nn.neat import population
 
     def final(slots: int, any_size: bool) -> dict[str, torch.Tensor]:

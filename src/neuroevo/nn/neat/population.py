@@ -23,13 +23,14 @@ from neuroevo.core.hostops import argsort_stable
 from neuroevo.nn.neat.genes import CONN_FIELDS, GENE_DTYPES, GENE_FILL, NODE_FIELDS, PAD, pad_columns
 from neuroevo.nn.neat.genome import GENOME_FORMAT, genome_from_json
 
-NUMPY_SLOTS = 1 << 13
-"""Gene slots up to which a CPU population's steps run in NumPy: a tensor call costs several
-times a NumPy call, and a population of a few hundred genomes pays mostly per call."""
+NUMPY_SLOTS = 1 << 16
+"""Gene slots up to which a CPU population's structural mutations run in NumPy: a tensor call
+costs several NumPy calls, which is what populations up to about a thousand genomes pay for
+(at P = 10,000 the tensor code is faster)."""
 
 NUMPY_ANY_SIZE = True
-"""Whether the steps whose NumPy form is faster at every size (attribute mutation, the flat
-graph check: torch's CPU comparisons and ``nonzero`` are several times slower than NumPy's)
+"""Whether the steps whose NumPy form is as fast at every size (attribute mutation, the flat
+graph and its check: torch's CPU comparisons and ``nonzero`` are several times slower than NumPy's)
 run in NumPy on every CPU population; tests switch it off to run the tensor code."""
 
 
@@ -71,8 +72,8 @@ class NEATPopulation:
 
     @property
     def in_numpy(self) -> bool:
-        """Whether this population is small enough, and on the CPU, for its steps to run on
-        NumPy views of its tensors (``NUMPY_SLOTS``)."""
+        """Whether this population is small enough, and on the CPU, for its structural
+        mutations to run on NumPy views of its tensors (``NUMPY_SLOTS``)."""
         slots = self.node_key.numel() + self.conn_innovation.numel()
         return slots <= NUMPY_SLOTS and self.node_key.device.type == "cpu"
 
