@@ -556,6 +556,42 @@ def test_checkpoint_through_safetensors_and_json_continues_bit_identically(tmp_p
     assert genome_to_json(a.best.params) == genome_to_json(b.best.params)
 
 
+def _int64_format(state):
+    """``state`` as checkpoints before 2026-12-02 held it: int64 gene tables, ``LEGACY_PAD``."""
+    from neuroevo.nn.neat.genes import LEGACY_PAD, PAD
+
+    if isinstance(state, torch.Tensor) and state.dtype == torch.int32:
+        return torch.where(state == PAD, LEGACY_PAD, state.long())
+    if isinstance(state, dict):
+        return {k: _int64_format(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_int64_format(v) for v in state]
+    return state
+
+
+def test_checkpoint_of_the_int64_format_loads_and_continues_bit_identically(tmp_path):
+    """Checkpoints written before the gene tables became int32 still resume: the same genomes,
+    then the same generations as the run that never stopped."""
+    storage = pytest.importorskip("neuroevo.runtime.storage")
+    a = NEAT(2, 1, 40, seed=6, **MIXED)
+    phenotype = NEATPhenotype(2, 1)
+    for _ in range(5):
+        a.tell(xor_fitness(phenotype, a.ask()))
+    old = _int64_format(a.state_dict())
+    assert old["state"]["population"]["conn_innovation"].dtype == torch.long
+    storage.save_state(tmp_path / "ckpt", old)
+    b = NEAT(2, 1, 40, seed=6, **MIXED)
+    b.load_state_dict(storage.load_state(tmp_path / "ckpt")[0])
+    for name, t in a.ask().tensors.items():
+        assert torch.equal(t, getattr(b.ask(), name)) and getattr(b.ask(), name).dtype == t.dtype, name
+    for _ in range(4):
+        a.tell(xor_fitness(phenotype, a.ask()))
+        b.tell(xor_fitness(phenotype, b.ask()))
+    for name, t in a.ask().tensors.items():
+        assert torch.equal(t, getattr(b.ask(), name)), name
+    assert torch.equal(a.member_species, b.member_species)
+
+
 def test_old_species_keep_their_closest_free_genome_in_order():
     from neuroevo.strategies.neat.species import _closest
 

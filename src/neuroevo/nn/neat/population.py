@@ -20,7 +20,15 @@ from typing import Any
 import torch
 
 from neuroevo.core.hostops import argsort_stable
-from neuroevo.nn.neat.genes import CONN_FIELDS, GENE_DTYPES, GENE_FILL, NODE_FIELDS, PAD, pad_columns
+from neuroevo.nn.neat.genes import (
+    CONN_FIELDS,
+    GENE_DTYPES,
+    GENE_FILL,
+    LEGACY_PAD,
+    NODE_FIELDS,
+    PAD,
+    pad_columns,
+)
 from neuroevo.nn.neat.genome import GENOME_FORMAT, genome_from_json
 
 NUMPY_SLOTS = 1 << 16
@@ -251,7 +259,12 @@ class NEATPopulation:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> NEATPopulation:
+        """The population ``state()`` wrote (int64 tables of older checkpoints are converted)."""
         tensors = {k: torch.as_tensor(state[k]) for k in NODE_FIELDS + CONN_FIELDS}
+        for k in ("node_key", "conn_innovation"):
+            if tensors[k].dtype == torch.long:  # the int64 format: PAD was LEGACY_PAD
+                tensors[k] = torch.where(tensors[k] == LEGACY_PAD, PAD, tensors[k])
+        tensors = {k: v.to(GENE_DTYPES[k]) for k, v in tensors.items()}
         return cls(
             int(state["num_inputs"]),
             int(state["num_outputs"]),

@@ -134,7 +134,8 @@ def mutate_attributes(
         if name == "activation" and cfg.output_activation is not None:  # fixed outputs stay
             change &= node_key.index_select(0, node_at) >= cfg.first_hidden
         at = node_at[change]
-        getattr(pop, f"node_{name}").view(-1).index_copy_(0, at, pick[change])
+        table = getattr(pop, f"node_{name}").view(-1)
+        table.index_copy_(0, at, pick[change].to(table.dtype))
     return pop
 
 

@@ -290,7 +290,7 @@ def _pairwise_terms(
 _NUMPY_ELEMENTS = 1 << 17  # genome pairs x b's gene columns up to which distances are taken in NumPy
 
 
-_SPAN = 1 << 40  # above every node id and innovation: row r's keys read as key + r * _SPAN
+_SPAN = 1 << 40  # above every key and PAD: row r's keys read as key + r * _SPAN
 
 
 def _distance_numpy(
@@ -316,7 +316,7 @@ def _distance_numpy(
         bk = getattr(b, key).numpy()
         g_row, g_slot = np.nonzero(bk != PAD)  # b's genes, genome by genome
         if g_row.size:
-            flat = (np.minimum(getattr(a, key).numpy(), _SPAN - 1) + shift).reshape(-1)  # PAD: span - 1
+            flat = (getattr(a, key).numpy().astype(np.int64) + shift).reshape(-1)  # PAD last in a row
             query = bk[g_row, g_slot] + shift  # [n, L]: gene g of b in row i of a
             pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
             terms = np.zeros(query.shape, dtype=np.float32)  # attribute differences

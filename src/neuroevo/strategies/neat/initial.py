@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from neuroevo.nn.init import get_initializer
-from neuroevo.nn.neat.genes import PAD
+from neuroevo.nn.neat.genes import GENE_DTYPES, PAD
 from neuroevo.nn.neat.population import NEATPopulation
 from neuroevo.strategies.neat.attributes import float_init
 from neuroevo.strategies.neat.params import GenomeConfig, NEATParams
@@ -91,6 +91,7 @@ def initial_population(p: NEATParams, cfg: GenomeConfig, size: int, gen: torch.G
         ),
         feed_forward=p.feed_forward,
     )
+    pop = pop.replace(**{k: v.to(GENE_DTYPES[k]) for k, v in pop.tensors.items()})
     return pop.sort_genes().trimmed()
 
 

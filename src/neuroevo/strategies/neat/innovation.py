@@ -29,7 +29,9 @@ def _empty() -> np.ndarray:
 
 
 def _as_numpy(*values: Ids) -> list[np.ndarray]:
-    return [v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for v in values]
+    """int64 arrays (a pair key ``src * _PAIR + dst`` needs 62 bits; ids are int32 in genomes)."""
+    out = [v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v) for v in values]
+    return [v.astype(np.int64, copy=False) for v in out]
 
 
 def _like(value: np.ndarray, template: Ids) -> Ids:
