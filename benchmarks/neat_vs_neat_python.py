@@ -1,8 +1,9 @@
 """NEAT on XOR: neuroevo vs neat-python 2.0.0, same machine, same run of this script.
 
 Measures milliseconds per generation (evaluation + reproduction + speciation) at population
-sizes 150, 1,000 and 10,000 (``--repeats`` rounds, each a fresh run of both libraries taking
-turns generation by generation; the medians and every round's speed-up are printed), and XOR
+sizes 150, 1,000 and 10,000 (``--repeats`` rounds, each a fresh run of one library then the
+other, or with ``--turns generation`` both taking turns generation by generation; the medians
+and every round's speed-up are printed), and XOR
 success rate / median
 generations over N seeds
 (population 150, fitness 4 - sum of squared errors, solved at >= 3.9, as neat-python's XOR
@@ -205,9 +206,10 @@ def neuroevo_ms_per_gen(pop_size: int, generations: int, seed: int = 0) -> tuple
 def interleaved_ms_per_gen(
     pop_size: int, generations: int, seed: int = 0
 ) -> tuple[tuple[float, float], tuple[float, float]]:
-    """One round of both libraries, generation by generation: a neat-python generation, then a
-    neuroevo one, ``generations`` times (after one warm-up generation each), so both are
-    timed across the same minute of the host's drifting speed. Returns each library's
+    """One round of both libraries, generation by generation (``--turns generation``): a
+    neat-python generation, then a neuroevo one, ``generations`` times (after one warm-up
+    generation each), so both are timed across the same minute of the host's drifting speed.
+    Returns each library's
     (wall-clock, process CPU) milliseconds per generation. Garbage is collected before each
     neuroevo turn, untimed: neat-python leaves millions of objects, and collecting them inside
     neuroevo's generation would bill neuroevo for them (neat-python's own collections stay in
@@ -314,6 +316,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         default=5,
         help="rounds per size: fresh runs of both libraries taking turns (same seed); medians are reported",
     )
+    ap.add_argument(
+        "--turns",
+        choices=["generation", "run"],
+        default="run",
+        help="how the libraries take turns in a round: whole runs (each alone, as a user runs it;"
+        " rounds spread with the host's phases) or generation by generation (the same stretch of"
+        " the host's speed, but each runs with the other's data and code evicted from the caches)",
+    )
     ap.add_argument("--seeds", type=int, default=100, help="XOR seeds per library")
     ap.add_argument("--max-generations", type=int, default=300)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (neat-python is single-threaded)")
@@ -343,12 +353,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "P, then wall-clock ms/gen (process CPU ms/gen) of each library's median round, the median"
         " of the rounds' speed-ups, and each round's"
     )
-    # The host's speed drifts by 10-50% within a minute, so the libraries take turns generation
-    # by generation (``interleaved_ms_per_gen``): a round is one fresh run of each (the same
-    # seed, so the same work), timed over the same stretch of time, and its speed-up compares
-    # the two; the median round is reported. (Whole runs in turn, 0.6 s of neuroevo against
-    # 50 s of neat-python at P = 10,000, put them in different phases: rounds of one run
-    # ranged 75-120x.)
+    # The host's speed drifts by 10-50% within a minute, so the libraries take turns: a round is
+    # one fresh run of each (the same seed, so the same work), and its speed-up compares the
+    # two; the median round is reported. Whole runs in turn (the default) time each library
+    # alone, but 0.6 s of neuroevo against 50 s of neat-python at P = 10,000 can fall in
+    # different phases (rounds of one run ranged 75-120x). ``--turns generation`` times both
+    # over the same stretch, each with the other's data and code evicted from the caches, which
+    # costs both 30-40% and neuroevo's call-bound P = 150 more (``benchmarks/RESULTS.md``).
+    # Every run starts after a full garbage collection: neat-python leaves millions of objects.
     for size in args.sizes:
         gc.collect()
         neuroevo_ms_per_gen(size, 2)  # a throwaway run, like neat-python's calibration run below
@@ -360,10 +372,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         rounds = []
         for _ in range(max(1, args.repeats)):
             gc.collect()
-            if have_np:
+            if have_np and args.turns == "generation":
                 rounds.append(interleaved_ms_per_gen(size, gens))
-            else:
-                rounds.append((neuroevo_ms_per_gen(size, args.time_generations), None))
+                continue
+            mine = neuroevo_ms_per_gen(size, args.time_generations)
+            gc.collect()
+            rounds.append((mine, neat_python_ms_per_gen(size, gens) if have_np else None))
         ours = _median([r[0] for r in rounds])
         theirs = _median([r[1] for r in rounds]) if have_np else None
         ratios = [r[1][0] / r[0][0] for r in rounds] if have_np else []
@@ -382,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 "speedup_median": statistics.median(ratios) if ratios else None,
                 "speedups": ratios,
                 "rounds": len(rounds),
+                "turns": args.turns,
             }
         )
     if args.profile:
