@@ -62,23 +62,22 @@ import resource, sys, torch
 torch.set_num_threads(1)
 from neuroevo.core import memory
 memory.configure(sys.argv[1] == "keep")
-from neuroevo.nn.neat import NEATPhenotype
-from neuroevo.strategies.neat import NEAT
 memory.keep_freed_memory()  # what evolve() does once per process, unless switched off
-x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-phenotype, strategy = NEATPhenotype(2, 1), NEAT(2, 1, 10000, seed=0)
 faults = []
-for generation in range(12):  # many multi-MiB tensors made and dropped per generation
+for generation in range(8):  # multi-MiB temporaries that grow each generation, as NEAT's gene tables do
     start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    out = phenotype.forward(strategy.ask(), x)[..., 0]
-    strategy.tell(-((out - x.sum(1).remainder(2)) ** 2).sum(1))
+    blocks = [torch.ones((1 << 20) + generation * (1 << 16)) for _ in range(12)]
+    del blocks
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start)
-print(memory._state["applied"], sum(faults[6:]))
+print(memory._state["applied"], sum(faults[2:]))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
 def test_keep_freed_memory_cuts_page_faults_and_can_be_switched_off():
+    """glibc maps each block that outgrows its adaptive threshold afresh (every page faults);
+    with the thresholds raised, freed heap is reused and only the growth faults."""
+
     def faults(mode: str, **env: str) -> tuple[str, int]:
         out = subprocess.run(
             [sys.executable, "-c", _FAULTS, mode],
@@ -91,9 +90,10 @@ def test_keep_freed_memory_cuts_page_faults_and_can_be_switched_off():
 
     applied, kept = faults("keep")
     _, default = faults("default")
-    refused, _ = faults("keep", NEUROEVO_KEEP_FREED_MEMORY="0")
+    refused, switched_off = faults("keep", NEUROEVO_KEEP_FREED_MEMORY="0")
     assert applied == "True" and refused == "False"
-    assert kept * 3 < default * 2, (kept, default)  # warm generations reuse freed memory (2-5x)
+    assert kept * 5 < default, (kept, default)  # 15-20x fewer here
+    assert kept * 5 < switched_off, (kept, switched_off)
 
 
 def test_member_keys_equal_derive_key():

@@ -1,10 +1,11 @@
 """Keep freed memory inside the process, so large-tensor churn does not page-fault.
 
-PyTorch's CPU allocator hands every freed tensor back to ``malloc``. glibc returns large
-blocks (and the top of the heap past a trim threshold) to the kernel, so the next tensor of
-that size is faulted in again page by page. Workloads that build and drop many multi-MiB
-tensors per generation (NEAT at population 10,000 makes over a thousand such faults per
-generation) lose 5-25% of their time in the kernel. ``keep_freed_memory`` raises glibc's
+PyTorch's CPU allocator hands every freed tensor back to ``malloc``. glibc serves a block
+larger than its adaptive mmap threshold by a fresh mapping, and returns the top of the heap
+past a trim threshold to the kernel, so the next tensor of that size is faulted in again page
+by page. Temporaries that grow a little each generation, as NEAT's gene tables do, outgrow
+the adaptive threshold every time and so fault every page (``tests/test_core.py`` measures
+15-20x fewer faults with the settings below). ``keep_freed_memory`` raises glibc's
 mmap and trim thresholds, the same effect as the ``MALLOC_MMAP_THRESHOLD_`` /
 ``MALLOC_TRIM_THRESHOLD_`` environment variables, but set from inside the process.
 
