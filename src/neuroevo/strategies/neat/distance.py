@@ -290,24 +290,21 @@ def _pairwise_terms(
 _NUMPY_ELEMENTS = 1 << 17  # genome pairs x b's gene columns up to which distances are taken in NumPy
 
 
-_SPAN = 1 << 40  # above every key and PAD: row r's keys read as key + r * _SPAN
-
-
 def _distance_numpy(
     a: NEATPopulation, b: NEATPopulation, cd: float, cw: float, constant: tuple[str, ...]
 ) -> torch.Tensor:
     """``compatibility_distance`` (excess counted as disjoint) of small CPU populations in
     NumPy, a fraction of the per-call cost of tensor ops (speciation at P = 150 is a few
-    calls of ~100 operations each, and the operations' count is what it pays for). ``a``'s
-    rows become one increasing key vector (row r's keys + r * ``_SPAN``); each of the ``L``
-    genes of ``b``'s genomes is looked up in every row of ``a`` by one search, its matching
-    term for every genome of ``a`` is one ``[n, L]`` array, and one matrix product sums the
-    terms per genome of ``b`` (O(n * L) work, no dense rows)."""
+    calls of ~100 operations each, and the operations' count is what it pays for). The ``L``
+    genes of ``b``'s genomes get columns in the union of their keys; ``a``'s genes are looked
+    up in that union (one search of ``a``'s gene slots) and their slots written into an
+    ``[n, union]`` table, so gene g of ``b`` finds its match in every genome of ``a`` by one
+    column read. Its matching term for every genome of ``a`` is one ``[n, L]`` array, and one
+    matrix product sums the terms per genome of ``b`` (O(n * L) work, no dense rows)."""
     cats = [f"node_{c}" for c in ("activation", "aggregation") if c not in constant]
     node_floats = ["node_bias"] + (["node_response"] if "response" not in constant else [])
     kinds = [("node_key", node_floats, cats), ("conn_innovation", ["conn_weight"], ["conn_enabled"])]
     n, m = len(a), len(b)
-    shift = np.arange(n, dtype=np.int64)[:, None] * _SPAN
     total = np.zeros((n, m), dtype=np.float32)
     for i, (key, floats, flags) in enumerate(kinds):
         na = a.gene_counts()[i].numpy().astype(np.float32)[:, None]
@@ -316,10 +313,17 @@ def _distance_numpy(
         bk = getattr(b, key).numpy()
         g_row, g_slot = np.nonzero(bk != PAD)  # b's genes, genome by genome
         if g_row.size:
-            flat = (getattr(a, key).numpy().astype(np.int64) + shift).reshape(-1)  # PAD last in a row
-            query = bk[g_row, g_slot] + shift  # [n, L]: gene g of b in row i of a
-            pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
-            terms = np.zeros(query.shape, dtype=np.float32)  # attribute differences
+            g_key = bk[g_row, g_slot]
+            union = np.sort(g_key)  # np.unique's calls, without its per-call overhead
+            union = union[np.concatenate(([True], union[1:] != union[:-1]))]
+            g_col = np.searchsorted(union, g_key)
+            ak = getattr(a, key).numpy()
+            col = np.minimum(np.searchsorted(union, ak), union.size - 1)
+            col = np.where(union[col] == ak, col, union.size)  # absent (and PAD): a junk column
+            slot = np.full((n, union.size + 1), -1, dtype=np.int64)  # a's flat slot of each key
+            slot[np.arange(n)[:, None], col] = np.arange(ak.size).reshape(ak.shape)
+            pos = slot[:, g_col]  # [n, L]: gene g of b in row i of a (-1: a lacks it)
+            terms = np.zeros(pos.shape, dtype=np.float32)  # attribute differences
             for j, name in enumerate(floats + flags):
                 x, y = getattr(a, name).numpy().reshape(-1)[pos], getattr(b, name).numpy()[g_row, g_slot]
                 if j < len(floats):
@@ -329,7 +333,7 @@ def _distance_numpy(
                     terms += x != y
             terms *= np.float32(cw)
             terms -= np.float32(2 * cd)
-            terms *= flat[pos] == query  # only where a has the gene: a match
+            terms *= pos >= 0  # only where a has the gene: a match
             genome_of = np.zeros((g_row.size, m), dtype=np.float32)
             genome_of[np.arange(g_row.size), g_row] = 1.0
             num += terms @ genome_of
