@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neuroevo.core.hostops import flatnonzero
+from neuroevo.core.hostops import flatnonzero, sorted_unique
 from neuroevo.nn.neat.genes import AGGREGATIONS, PAD
 from neuroevo.nn.neat.population import NEATPopulation
 
@@ -218,7 +218,7 @@ def _matched_terms(
                 at = flatnonzero(ak != PAD)
                 pick = lambda t: t.reshape(-1).index_select(0, at)  # noqa: E731
                 floats, e, cs = a_attr
-                g_row = torch.repeat_interleave(torch.arange(n), a_counts)  # rows are compact
+                g_row = at // ak.shape[1]  # each present slot's row
                 e_at = pick(e) if e is not None else None
                 genes = (g_row, pick(ak), [pick(f) for f in floats], e_at, [pick(c) for c in cs])
                 if reuse is not None:
@@ -314,8 +314,7 @@ def _distance_numpy(
         g_row, g_slot = np.nonzero(bk != PAD)  # b's genes, genome by genome
         if g_row.size:
             g_key = bk[g_row, g_slot]
-            union = np.sort(g_key)  # np.unique's calls, without its per-call overhead
-            union = union[np.concatenate(([True], union[1:] != union[:-1]))]
+            union = sorted_unique(g_key)
             g_col = np.searchsorted(union, g_key)
             ak = getattr(a, key).numpy()
             col = np.minimum(np.searchsorted(union, ak), union.size - 1)
