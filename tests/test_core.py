@@ -73,7 +73,16 @@ print(memory._state["applied"], sum(faults[2:]))
 """
 
 
+def _huge_pages_always() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[always]" in f.read()
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+@pytest.mark.skipif(_huge_pages_always(), reason="transparent huge pages = always: faults count 2 MiB pages")
 def test_keep_freed_memory_cuts_page_faults_and_can_be_switched_off():
     """glibc maps each block that outgrows its adaptive threshold afresh (every page faults);
     with the thresholds raised, freed heap is reused and only the growth faults."""
