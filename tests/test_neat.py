@@ -347,6 +347,37 @@ def test_crossover_aligns_by_innovation():
     assert bool(kids.conn_enabled[:, 1:][pop.conn_enabled[0, 1:].expand(4000, -1)].all())
 
 
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: evolve_random(12, seed=4, size=50)[0],  # every node attribute varies
+        lambda: evolve_random(8, seed=5, size=50, activation_mutate_rate=0.0, aggregation_mutate_rate=0.0)[0],
+        lambda: NEAT(2, 1, 30, seed=2),  # neat-python's XOR defaults: node attributes constant
+        lambda: NEAT(3, 2, 30, seed=3, initial_connection="none"),  # no connection genes yet
+    ],
+)
+def test_crossover_merge_walk_equals_the_tensor_form(monkeypatch, make):
+    """CPU crossover (``merge.py``'s compiled merge walk) makes the tensor form's children,
+    bit for bit, from the same generator: unrelated parents, a genome with itself, repeats."""
+    from neuroevo.nn.neat import population
+
+    s = make()
+    pop = s.ask()
+    gen = torch.Generator().manual_seed(11)
+    primary = torch.randint(0, len(pop), (3 * len(pop),), generator=gen)
+    secondary = torch.cat([torch.randint(0, len(pop), (2 * len(pop),), generator=gen), primary[-len(pop) :]])
+
+    def children(numpy: bool):
+        monkeypatch.setattr(population, "NUMPY_ANY_SIZE", numpy)
+        kids = s.crossover(pop, primary, secondary, torch.Generator().manual_seed(7))
+        return kids.tensors, kids.gene_counts()
+
+    (merged, counts), (tensor, reference) = children(True), children(False)
+    for name in tensor:
+        assert merged[name].dtype == tensor[name].dtype and torch.equal(merged[name], tensor[name]), name
+    assert all(torch.equal(a, b) for a, b in zip(counts, reference, strict=True))
+
+
 def test_vectorised_distance_equals_naive():
     s, _ = evolve_random(12, seed=7, size=50)
     pop = s.ask()
@@ -627,8 +658,9 @@ def test_old_species_keep_their_closest_free_genome_in_order():
 )
 def test_numpy_steps_of_small_populations_equal_the_tensor_path(monkeypatch, options):
     """Structural mutation runs on NumPy views for small CPU populations
-    (``NEATPopulation.in_numpy``), attribute mutation and the flat compile for any CPU
-    population (``numpy_any_size``); 20 generations give the same genomes as the tensor code."""
+    (``NEATPopulation.in_numpy``), attribute mutation, the flat compile and crossover's merge
+    walk for any CPU population (``numpy_any_size``); 20 generations give the same genomes as
+    the tensor code."""
     from neuroevo.nn.neat import population
 
     def final(slots: int, any_size: bool) -> dict[str, torch.Tensor]:
