@@ -25,6 +25,7 @@ from neuroevo.nn.neat import (  # noqa: E402
     run_compiled,
 )
 from neuroevo.nn.neat.flat import FlatNEAT  # noqa: E402
+from neuroevo.nn.neat.genes import CONN_FIELDS  # noqa: E402
 from neuroevo.strategies import STRATEGIES  # noqa: E402
 from neuroevo.strategies.neat import NEAT, DistanceCache, NEATParams, compatibility_distance  # noqa: E402
 from test_neat_reference import reference_distance, reference_forward  # noqa: E402
@@ -130,6 +131,43 @@ def test_flat_forward_of_sum_networks_equals_per_genome_reference():
     torch.testing.assert_close(phenotype.forward(pop, x), out)  # a second run (an episode's step)
     for a, b in ((0, 13), (13, 27), (27, len(pop))):  # any shard: bit-identical (as executors need)
         assert torch.equal(NEATPhenotype(3, 2).forward(pop[a:b], x[a:b]), out[a:b])
+
+
+def test_flat_compile_in_numpy_equals_the_tensor_form_and_refuses_cycles(monkeypatch):
+    """The CPU flat compile (NumPy, with ``graph.py``'s per-genome loops) lowers a population to
+    the tensor form's levels, integer for integer; a cycle is refused by both."""
+    from neuroevo.nn.neat import population
+    from neuroevo.nn.neat.flat import compile_flat
+
+    pop = evolve_random(15, seed=4, **SUM_NETWORKS)[0].ask()
+
+    def both(p: NEATPopulation) -> list:
+        out = []
+        for numpy in (True, False):
+            monkeypatch.setattr(population, "NUMPY_ANY_SIZE", numpy)
+            try:
+                out.append(compile_flat(p))
+            except ValueError as e:
+                out.append(str(e))
+        return out
+
+    fast, tensor = both(pop)
+    assert torch.equal(fast.outputs, tensor.outputs) and len(fast.levels) == len(tensor.levels) >= 3
+    for a, b in zip(fast.levels, tensor.levels, strict=True):
+        assert a.count == b.count
+        assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("bias", "src", "dst", "weight"))
+    # close a cycle in one genome: a link back from the target of a hidden node's connection
+    hidden = (pop.conn_in >= 5) & (pop.conn_out >= 5) & pop.conn_enabled
+    row, slot = (int(i) for i in hidden.nonzero()[0])
+    wide = pop.padded(pop.node_key.shape[1], pop.conn_innovation.shape[1] + 1)
+    tables = {name: getattr(wide, name).clone() for name in CONN_FIELDS}
+    tables["conn_innovation"][row, -1] = PAD - 1
+    tables["conn_in"][row, -1], tables["conn_out"][row, -1] = pop.conn_out[row, slot], pop.conn_in[row, slot]
+    tables["conn_enabled"][row, -1] = True
+    assert (
+        both(wide.replace(**tables))
+        == ["a feed_forward genome has a cycle; use feed_forward = false for recurrent genomes"] * 2
+    )
 
 
 def test_per_member_inputs_and_chunking_agree():

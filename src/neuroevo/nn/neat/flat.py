@@ -153,8 +153,10 @@ def compile_flat(
 
 
 def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: torch.dtype) -> FlatNEAT:
-    """``compile_flat`` in NumPy (the same steps and results; ends are found by one search of
-    ``genome * span + id`` in the sorted keys of all present nodes)."""
+    """``compile_flat`` in NumPy (the same steps and results), with the walks over each
+    genome's graph (connection ends, levels) as compiled loops (``graph.py``)."""
+    from neuroevo.nn.neat import graph  # numba: imported, and the loops compiled, on first use
+
     num_in, num_out = pop.num_inputs, pop.num_outputs
     p, n = pop.node_key.shape
     c = max(pop.conn_innovation.shape[1], 1)
@@ -165,37 +167,18 @@ def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: 
     row_start = np.cumsum(counts) - counts  # outputs come first in a row
     at = np.flatnonzero(pop.conn_enabled.numpy())  # empty slots are disabled
     genome = at // c
-    keys = node_key[live]
-    span = int(keys.max()) + 1 if k else 1
-    flat_keys = (live // max(n, 1)) * span + keys  # increasing
     src_id = pop.conn_in.numpy().reshape(-1)[at]
-    dst_id = pop.conn_out.numpy().reshape(-1)[at]
     weight = pop.conn_weight.numpy().reshape(-1)[at]
-    ends = []
-    for ids in (src_id, dst_id):
-        query = genome * span + ids
-        pos = np.minimum(np.searchsorted(flat_keys, query), max(k - 1, 0))
-        ends.append((pos, flat_keys[pos] == query if k else np.zeros(len(ids), dtype=bool)))
-    (src_pos, src_found), (dst_pos, dst_found) = ends
+    tables = pop.node_key.numpy(), counts, row_start, pop.conn_in.numpy(), pop.conn_out.numpy()
+    src_pos, dst_pos, keep = graph.edge_ends(*tables, at, num_in)  # searched genome by genome
     src_in = src_id < num_in
-    keep = (src_found | src_in) & dst_found
     if not keep.all():
         genome, src_id, src_in, src_pos, dst_pos, weight = (
             t[keep] for t in (genome, src_id, src_in, src_pos, dst_pos, weight)
         )
-    src_node = np.where(src_in, k, src_pos)
-    base_level = np.ones(k + 1, dtype=np.int64)
-    base_level[k] = 0
-    level = base_level
-    for _ in range(n + 2):  # each node's level: 1 + its deepest source's
-        new = base_level.copy()
-        np.maximum.at(new, dst_pos, level[src_node] + 1)
-        if np.array_equal(new, level):
-            break
-        level = new
-    else:
+    level, status = graph.levels(genome, np.where(src_in, k, src_pos), dst_pos, k, n)
+    if status == graph.CYCLE:
         raise ValueError("a feed_forward genome has a cycle; use feed_forward = false for recurrent genomes")
-    level = level[:k]
     if n < 1 << 15:  # levels are at most n: a stable sort of 16-bit keys is a radix sort
         level = level.astype(np.int16)
     order = np.argsort(level, kind="stable")  # value columns: nodes by level, then genome
