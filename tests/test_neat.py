@@ -170,6 +170,25 @@ def test_flat_compile_in_numpy_equals_the_tensor_form_and_refuses_cycles(monkeyp
     )
 
 
+def test_compiled_path_search_equals_the_tensor_spread():
+    """add-connection's cycle check on the CPU (``graph.reaches``, a walk per genome) answers
+    as the tensor breadth-first spread does, for every pair of nodes of many genomes."""
+    from neuroevo.strategies.neat.mutation import _reaches_compiled, reaches
+
+    pop = evolve_random(15, seed=9, size=40, conn_delete_prob=0.0)[0].ask()
+    rows, start, goal = [], [], []
+    for r in range(len(pop)):
+        ids = pop.node_key[r][pop.node_key[r] != PAD].tolist()
+        for a in ids:
+            for b in ids:
+                rows.append(r), start.append(a), goal.append(b)
+    rows_t, start_t, goal_t = (torch.tensor(x) for x in (rows, start, goal))
+    spread = reaches(pop, rows_t, start_t, goal_t)
+    walk = _reaches_compiled(pop, rows_t.numpy(), start_t.numpy().astype(np.int32), goal_t.numpy())
+    assert torch.equal(torch.from_numpy(walk), spread)
+    assert 0.05 < float(spread.double().mean()) < 0.95  # both answers are common
+
+
 def test_per_member_inputs_and_chunking_agree():
     strategy, _ = evolve_random(8, seed=2)
     pop = strategy.ask()

@@ -5,13 +5,16 @@ end nodes among its genome's node genes, and every node's topological level. As 
 steps these are two searches over all P genomes' keys and a relaxation repeated over every
 connection of the population until no level changes (as many passes as the deepest genome
 has levels). Here each genome's few sorted keys are searched in place, and each genome's
-levels are relaxed over its own connections, which stay in the cache. Same integers.
+levels are relaxed over its own connections, which stay in the cache. Same integers. The
+cycle check of add-connection (``reaches``) walks each candidate's genome the same way.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from neuroevo.nn.neat.genes import PAD
 
 CYCLE = -1
 """What ``levels`` returns when a genome's levels do not settle (it has a cycle)."""
@@ -79,4 +82,45 @@ def levels(genome, src_node, dst_pos, k, longest):  # pragma: no cover
     return level[:k], 0
 
 
-__all__ = ["CYCLE", "edge_ends", "levels"]
+@numba.njit(cache=True, nogil=True)
+def reaches(node_key, counts, innov, conn_in, conn_out, rows, start, goal, num_in):  # pragma: no cover
+    """For genomes ``rows``: whether a path over their connections (enabled or not; both ends
+    inputs or node genes of the genome) leads from node id ``start`` to node id ``goal``. A
+    depth-first walk over value slots ``[inputs | node genes]``, genome by genome."""
+    k, c, width = rows.shape[0], conn_in.shape[1], num_in + node_key.shape[1]
+    out = np.zeros(k, np.bool_)
+    seen = np.zeros(width, np.bool_)
+    stack = np.empty(width, np.int64)
+    for i in range(k):
+        r = rows[i]
+        seen[:] = False
+        s0 = start[i] if start[i] < num_in else _find(node_key[r], counts[r], start[i])
+        if s0 < 0:
+            continue
+        s0 = s0 if start[i] < num_in else s0 + num_in
+        if start[i] == goal[i]:  # the empty path
+            out[i] = True
+            continue
+        seen[s0], stack[0], top = True, start[i], 1
+        while top and not out[i]:
+            top -= 1
+            u = stack[top]
+            for s in range(c):
+                if innov[r, s] == PAD or conn_in[r, s] != u:
+                    continue
+                v = conn_out[r, s]
+                at = v if v < num_in else _find(node_key[r], counts[r], v)
+                if at < 0:
+                    continue  # a connection to a node the genome lacks
+                at = at if v < num_in else at + num_in
+                if v == goal[i]:
+                    out[i] = True
+                    break
+                if not seen[at]:
+                    seen[at] = True
+                    stack[top] = v
+                    top += 1
+    return out
+
+
+__all__ = ["CYCLE", "edge_ends", "levels", "reaches"]

@@ -153,40 +153,21 @@ def reaches(pop: NEATPopulation, rows: torch.Tensor, start: torch.Tensor, goal: 
     return reach.gather(1, g_slot).squeeze(1) > 0
 
 
-def _reaches_numpy(pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goal: np.ndarray) -> np.ndarray:
-    """``reaches`` for NumPy rows: a breadth-first spread over each genome's connections. A
-    node's slot is found by one search of ``row * span + id`` in every row's sorted
-    ``[inputs | node keys]`` (empty slots read as ``span - 2``, which no id equals)."""
-    num_in = pop.num_inputs
-    node_key = pop.node_key.numpy()[rows]
-    conn_in, conn_out = pop.conn_in.numpy()[rows], pop.conn_out.numpy()[rows]
-    live = pop.conn_innovation.numpy()[rows] != PAD
-    k, n = node_key.shape
-    c, width = conn_in.shape[1], num_in + n + 1
-    present = node_key != PAD
-    span = int(node_key[present].max(initial=num_in)) + 3
-    keys = np.concatenate([np.arange(num_in)[None, :].repeat(k, 0), node_key], 1)
-    keys = np.where(keys == PAD, span - 2, keys) + np.arange(k)[:, None] * span  # increasing
-    ids = np.concatenate([conn_in, conn_out, start[:, None], goal[:, None]], 1)
-    valid = (ids >= 0) & (ids < span - 2)
-    query = np.where(valid, ids, 0) + np.arange(k)[:, None] * span
-    flat = keys.reshape(-1)
-    pos = np.minimum(np.searchsorted(flat, query), flat.size - 1)
-    found = valid & (flat[pos] == query)
-    slot = np.where(found, pos - np.arange(k)[:, None] * (width - 1), 0)
-    src, dst = slot[:, :c], slot[:, c : 2 * c]
-    ok = live & found[:, :c] & found[:, c : 2 * c]
-    every = np.arange(k)
-    reach = np.zeros((k, width), dtype=bool)
-    reach[every, slot[:, 2 * c]] = True
-    for _ in range(width + 1):
-        spread = reach[every[:, None], src] & ok
-        new = reach.copy()
-        new[spread.nonzero()[0], dst[spread]] = True
-        if np.array_equal(new, reach):
-            break
-        reach = new
-    return reach[np.arange(k), slot[:, 2 * c + 1]]
+def _reaches_compiled(
+    pop: NEATPopulation, rows: np.ndarray, start: np.ndarray, goal: np.ndarray
+) -> np.ndarray:
+    """``reaches`` for a CPU population, through ``graph.reaches`` (a compiled walk per genome)."""
+    from neuroevo.nn.neat import graph  # numba: imported, and the loop compiled, on first use
+
+    counts = pop.gene_counts()[0].numpy()
+    tables = (
+        pop.node_key.numpy(),
+        counts,
+        pop.conn_innovation.numpy(),
+        pop.conn_in.numpy(),
+        pop.conn_out.numpy(),
+    )
+    return graph.reaches(*tables, rows, start, goal, pop.num_inputs)
 
 
 @dataclass
@@ -378,7 +359,10 @@ class StructuralMutation:
             # a cycle needs a path dst -> src: none when dst feeds no connection at all
             feeds = (pop.conn_in.index_select(0, sel[idx]) == dst[idx].unsqueeze(1)).any(1)
             idx = idx[feeds]
-            if idx.numel():
+            if idx.numel() and pop.numpy_any_size:
+                rows, start, goal = sel[idx].numpy(), dst[idx].numpy(), src[idx].numpy()
+                bad[idx[torch.from_numpy(_reaches_compiled(pop, rows, start, goal))]] = True
+            elif idx.numel():
                 bad[idx[reaches(pop, sel[idx], dst[idx], src[idx])]] = True
         return bad
 
@@ -396,7 +380,7 @@ class StructuralMutation:
             # a cycle needs a path dst -> src: none when dst feeds no connection at all
             idx = idx[(pop.conn_in.numpy()[sel[idx]] == dst[idx][:, None]).any(1)]
             if idx.size:
-                bad[idx[_reaches_numpy(pop, sel[idx], dst[idx], src[idx])]] = True
+                bad[idx[_reaches_compiled(pop, sel[idx], dst[idx], src[idx])]] = True
         return bad
 
     def add_connection(
