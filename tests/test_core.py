@@ -130,7 +130,7 @@ def test_population_normal_rows_equal_fresh_generators_and_fill_out():
 @pytest.mark.parametrize("shape", [(0, 5), (7, 0), (40, 13), (1, 1)])
 def test_hostops_equal_the_torch_ops(shape):
     """The NumPy-backed ops give torch's exact results, on strided views too."""
-    from neuroevo.core.hostops import argsort_stable, flatnonzero, sorted_unique
+    from neuroevo.core.hostops import argsort_stable, flatnonzero
 
     g = torch.Generator().manual_seed(sum(shape))
     keys = torch.randint(0, 5, shape, generator=g)  # many ties: stability matters
@@ -140,5 +140,3 @@ def test_hostops_equal_the_torch_ops(shape):
     for t in (keys, keys.T, keys.to(torch.int16), keys.float()):
         for dim in (0, 1):
             assert torch.equal(argsort_stable(t, dim), torch.argsort(t, dim=dim, stable=True))
-    for t in (keys, keys.T[::2], keys.to(torch.int32), keys.float(), keys[:0]):
-        assert torch.equal(torch.from_numpy(sorted_unique(t.numpy())), torch.unique(t))

@@ -475,29 +475,31 @@ def test_vectorised_distance_equals_naive():
     assert float(compatibility_distance(pop, pop).diagonal().abs().max()) < 1e-5
 
 
-def test_numpy_distance_of_small_populations_equals_naive_and_dense():
-    from neuroevo.strategies.neat.distance import _distance_numpy
-
-    s, _ = evolve_random(12, seed=7, size=50)
+@pytest.mark.parametrize("size", [50, 400])
+def test_compiled_distance_equals_naive_and_dense(size):
+    """CPU distances (``compat.py``'s loops, what speciation runs) equal neat-python's
+    reference and the tensor dense rows, with and without constant node attributes."""
+    s, _ = evolve_random(12, seed=7, size=size)
     pop = s.ask()
-    reps = pop.select(list(range(0, 50, 6)))
-    js = [genome_to_json(pop.genome(i)) for i in range(len(pop))]
+    reps = pop.select(list(range(0, size, 6)))
+    js = [genome_to_json(pop.genome(i)) for i in range(0, size, max(1, size // 50))]
     rj = [genome_to_json(reps.genome(j)) for j in range(len(reps))]
     naive = torch.tensor(
         [[reference_distance(a, b, 1.0, 0.5, 1.0) for b in rj] for a in js], dtype=torch.float64
     )
-    small = compatibility_distance(pop, reps)  # what speciation of a small population runs
-    torch.testing.assert_close(small, _distance_numpy(pop, reps, 1.0, 0.5, ()), rtol=0, atol=0)
-    torch.testing.assert_close(small, naive, rtol=1e-5, atol=1e-5)
+    compiled = compatibility_distance(pop, reps)
+    torch.testing.assert_close(compiled[:: max(1, size // 50)], naive, rtol=1e-6, atol=1e-6)
     dense = compatibility_distance(pop, reps, pairwise_elements=0)  # tensor dense rows
-    torch.testing.assert_close(small, dense, rtol=1e-5, atol=1e-5)
-    constant = s.genome_config.constant
-    torch.testing.assert_close(
-        _distance_numpy(pop, reps, 1.0, 0.5, constant),
-        compatibility_distance(pop, reps, constant=constant, pairwise_elements=0),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    torch.testing.assert_close(compiled, dense, rtol=1e-5, atol=1e-5)
+    for constant in (("response",), ("activation", "aggregation"), ("response", "activation", "aggregation")):
+        torch.testing.assert_close(
+            compatibility_distance(pop, reps, constant=constant),
+            compatibility_distance(pop, reps, constant=constant, pairwise_elements=0),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    assert compatibility_distance(pop, reps[:0]).shape == (size, 0)
+    assert float(compatibility_distance(reps, reps).diagonal().abs().max()) == 0.0
 
 
 def test_speciate_against_previous_representatives_needs_one_distance_pass(monkeypatch):

@@ -27,10 +27,4 @@ def argsort_stable(t: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.argsort(t, dim=dim, stable=True)
 
 
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique(a)`` as one sort and one comparison, without ``np.unique``'s per-call cost."""
-    v = np.sort(a.reshape(-1))
-    return v[np.concatenate(([True], v[1:] != v[:-1]))] if v.size else v
-
-
-__all__ = ["argsort_stable", "flatnonzero", "sorted_unique"]
+__all__ = ["argsort_stable", "flatnonzero"]
