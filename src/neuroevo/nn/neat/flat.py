@@ -165,12 +165,11 @@ def _compile_flat_numpy(pop: NEATPopulation, device: torch.device | str, dtype: 
     k = live.size
     counts = np.bincount(live // max(n, 1), minlength=p)
     row_start = np.cumsum(counts) - counts  # outputs come first in a row
-    at = np.flatnonzero(pop.conn_enabled.numpy())  # empty slots are disabled
+    tables = pop.node_key.numpy(), counts, row_start, pop.conn_in.numpy(), pop.conn_out.numpy()
+    at, src_pos, dst_pos, keep = graph.edge_ends(*tables, pop.conn_enabled.numpy(), num_in)
     genome = at // c
     src_id = pop.conn_in.numpy().reshape(-1)[at]
     weight = pop.conn_weight.numpy().reshape(-1)[at]
-    tables = pop.node_key.numpy(), counts, row_start, pop.conn_in.numpy(), pop.conn_out.numpy()
-    src_pos, dst_pos, keep = graph.edge_ends(*tables, at, num_in)  # searched genome by genome
     src_in = src_id < num_in
     if not keep.all():
         genome, src_id, src_in, src_pos, dst_pos, weight = (

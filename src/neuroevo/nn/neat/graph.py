@@ -23,6 +23,11 @@ CYCLE = -1
 @numba.njit(cache=True, nogil=True)
 def _find(keys, count, key):  # pragma: no cover
     """Position of ``key`` among the first ``count`` (sorted) ``keys``, or -1."""
+    if count <= 16:  # a genome's few nodes: a scan beats the search's unpredictable branches
+        for t in range(count):
+            if keys[t] >= key:
+                return t if keys[t] == key else -1
+        return -1
     lo, hi = 0, count
     while lo < hi:
         mid = (lo + hi) // 2
@@ -34,24 +39,29 @@ def _find(keys, count, key):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def edge_ends(node_key, counts, row_start, conn_in, conn_out, at, num_in):  # pragma: no cover
-    """For the connection slots ``at`` (flat, genome-major): source and target positions among
-    all genomes' node genes (genome g's from ``row_start[g]``; -1 where absent) and whether
-    the connection joins existing nodes (an input source counts as existing)."""
-    e = at.shape[0]
-    c = conn_in.shape[1]
-    src_pos = np.empty(e, np.int64)
-    dst_pos = np.empty(e, np.int64)
-    keep = np.empty(e, np.bool_)
-    for i in range(e):
-        g, s = at[i] // c, at[i] % c
-        a, b = conn_in[g, s], conn_out[g, s]
-        ps = _find(node_key[g], counts[g], a)
-        pd = _find(node_key[g], counts[g], b)
-        src_pos[i] = row_start[g] + ps if ps >= 0 else ps
-        dst_pos[i] = row_start[g] + pd if pd >= 0 else pd
-        keep[i] = (ps >= 0 or a < num_in) and pd >= 0
-    return src_pos, dst_pos, keep
+def edge_ends(node_key, counts, row_start, conn_in, conn_out, enabled, num_in):  # pragma: no cover
+    """The enabled connection slots (flat, genome-major), their source and target positions
+    among all genomes' node genes (genome g's from ``row_start[g]``; -1 where absent) and
+    whether each joins existing nodes (an input source counts as existing)."""
+    p, c = conn_in.shape
+    at = np.empty(p * c, np.int64)
+    src_pos = np.empty(p * c, np.int64)
+    dst_pos = np.empty(p * c, np.int64)
+    keep = np.empty(p * c, np.bool_)
+    e = 0
+    for g in range(p):
+        keys, count, first = node_key[g], counts[g], row_start[g]
+        for s in range(c):
+            if not enabled[g, s]:  # empty slots are disabled
+                continue
+            a, b = conn_in[g, s], conn_out[g, s]
+            ps, pd = _find(keys, count, a), _find(keys, count, b)
+            at[e] = g * c + s
+            src_pos[e] = first + ps if ps >= 0 else ps
+            dst_pos[e] = first + pd if pd >= 0 else pd
+            keep[e] = (ps >= 0 or a < num_in) and pd >= 0
+            e += 1
+    return at[:e], src_pos[:e], dst_pos[:e], keep[:e]
 
 
 @numba.njit(cache=True, nogil=True)
