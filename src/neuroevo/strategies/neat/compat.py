@@ -49,39 +49,16 @@ def _part(i, s, union, a_key):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def add_conn_part(a_key, a_w, a_en, a_count, b_key, b_w, b_en, b_count, cd, cw, out):  # pragma: no cover
-    """``out[i, j] +=`` the connection part of the distance of genome i of a to genome j of b:
-    ``(cd * disjoint + cw * sum over matches (|weight difference| + [enabled differs])) / max genes``."""
-    union, slot = _slots(b_key, b_count)
-    n, m = out.shape
-    acc = np.zeros(m)
-    same = np.zeros(m, np.int64)
-    for i in range(n):
-        acc[:] = 0.0
-        same[:] = 0
-        for s in range(a_count[i]):
-            u = _part(i, s, union, a_key)
-            if u < 0:
-                continue
-            w, e = np.float64(a_w[i, s]), a_en[i, s]
-            for j in range(m):
-                t = slot[u, j]
-                if t >= 0:
-                    same[j] += 1
-                    acc[j] += abs(w - np.float64(b_w[j, t])) + (e != b_en[j, t])
-        for j in range(m):
-            na, nb = a_count[i], b_count[j]
-            out[i, j] += (cd * (na + nb - 2 * same[j]) + cw * acc[j]) / max(na, nb, 1)
+def add_part(a, a_count, b, b_count, use, cd, cw, out):  # pragma: no cover
+    """``out[i, j] +=`` one gene kind's part of the distance of genome i of a to genome j of b:
+    ``(cd * disjoint + cw * sum over matching genes of their difference) / max genes``.
 
-
-@numba.njit(cache=True, nogil=True)
-def add_node_part(a, a_count, b, b_count, use, cd, cw, out):  # pragma: no cover
-    """``out[i, j] +=`` the node part: matching genes differ by ``|bias difference|`` plus,
-    where ``use`` says so (not constant), ``|response difference|``, ``[activation differs]``
-    and ``[aggregation differs]``. ``a`` and ``b`` are (key, bias, response, activation,
-    aggregation) tables."""
-    a_key, a_bias, a_resp, a_act, a_agg = a
-    b_key, b_bias, b_resp, b_act, b_agg = b
+    ``a`` and ``b`` are (key, x, y, c, d) tables; matching genes differ by ``|x difference|``
+    plus, where ``use`` says so, ``|y difference|``, ``[c differs]``, ``[d differs]``: nodes
+    are (key, bias, response, activation, aggregation), connections (innovation, weight, -,
+    enabled, -)."""
+    a_key, a_x, a_y, a_c, a_d = a
+    b_key, b_x, b_y, b_c, b_d = b
     union, slot = _slots(b_key, b_count)
     n, m = out.shape
     acc = np.zeros(m)
@@ -97,17 +74,17 @@ def add_node_part(a, a_count, b, b_count, use, cd, cw, out):  # pragma: no cover
                 t = slot[u, j]
                 if t >= 0:
                     same[j] += 1
-                    d = abs(np.float64(a_bias[i, s]) - np.float64(b_bias[j, t]))
+                    diff = abs(np.float64(a_x[i, s]) - np.float64(b_x[j, t]))
                     if use[0]:
-                        d += abs(np.float64(a_resp[i, s]) - np.float64(b_resp[j, t]))
+                        diff += abs(np.float64(a_y[i, s]) - np.float64(b_y[j, t]))
                     if use[1]:
-                        d += a_act[i, s] != b_act[j, t]
+                        diff += a_c[i, s] != b_c[j, t]
                     if use[2]:
-                        d += a_agg[i, s] != b_agg[j, t]
-                    acc[j] += d
+                        diff += a_d[i, s] != b_d[j, t]
+                    acc[j] += diff
         for j in range(m):
             na, nb = a_count[i], b_count[j]
             out[i, j] += (cd * (na + nb - 2 * same[j]) + cw * acc[j]) / max(na, nb, 1)
 
 
-__all__ = ["add_conn_part", "add_node_part"]
+__all__ = ["add_part"]

@@ -305,11 +305,12 @@ def _distance_compiled(
         return tuple(t.numpy() for t in fields)
 
     def conns(p: NEATPopulation) -> tuple[np.ndarray, ...]:
-        return p.conn_innovation.numpy(), p.conn_weight.numpy(), p.conn_enabled.numpy()
+        weight, enabled = p.conn_weight.numpy(), p.conn_enabled.numpy()
+        return p.conn_innovation.numpy(), weight, weight, enabled, enabled  # (y, d unused)
 
     use = tuple(x not in constant for x in ("response", "activation", "aggregation"))
-    compat.add_node_part(nodes(a), a_nodes, nodes(b), b_nodes, use, cd, cw, out)
-    compat.add_conn_part(*conns(a), a_conns, *conns(b), b_conns, cd, cw, out)
+    compat.add_part(nodes(a), a_nodes, nodes(b), b_nodes, use, cd, cw, out)
+    compat.add_part(conns(a), a_conns, conns(b), b_conns, (False, True, False), cd, cw, out)
     return torch.from_numpy(out)
 
 
