@@ -39,8 +39,8 @@ costs several NumPy calls, which is what populations up to about a thousand geno
 NUMPY_ANY_SIZE = True
 """Whether the steps whose NumPy form is as fast at every size (attribute mutation, the flat
 graph and its check: torch's CPU comparisons and ``nonzero`` are several times slower than NumPy's;
-crossover's compiled merge walk) run in NumPy on every CPU population; tests switch it off to
-run the tensor code."""
+crossover, the cycle check and the compatibility distance as compiled loops) run in NumPy on
+every CPU population; tests switch it off to run the tensor code."""
 
 
 @dataclass(eq=False)
